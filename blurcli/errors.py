@@ -1,0 +1,18 @@
+"""The one exception type for mistakes a user can fix; the CLI prints it in one line."""
+
+from __future__ import annotations
+
+
+class BlurcliError(Exception):
+    """A user-facing failure: bad input, missing file, wrong device. `exit_code` 2 = usage, 1 = failed work."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class UsageError(BlurcliError):
+    """A mistake in how the command was called (exit code 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)
