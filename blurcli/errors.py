@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class BlurcliError(Exception):
-    """A user-facing failure: bad input, missing file, wrong device. `exit_code` 2 = usage, 1 = failed work."""
+    """A user-facing failure (bad input, missing file, wrong device); exit code 2 = usage, 1 = failed work."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)

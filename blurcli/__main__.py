@@ -1,0 +1,3 @@
+from blurcli.cli import main
+
+main()

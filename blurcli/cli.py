@@ -1,0 +1,355 @@
+"""The `blurcli` command: parse arguments, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from blurcli import pipeline
+from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions
+from blurcli.errors import BlurcliError, UsageError
+from blurcli.pipeline import FileResult
+from blurcli.segment import Segmenter
+
+
+class _Group(typer.core.TyperGroup):
+    """Catches BlurcliError once for every command and prints it as one line on stderr."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BlurcliError as error:
+            _console().print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            _console().print("[bold red]interrupted[/]")
+            ctx.exit(130)
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Portrait-mode background blur: a small UNet finds the subject, the rest is blurred.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+WeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--weights", "-w", help="Checkpoint path or https:// URL (URL#sha256=HEX). Default: shipped model."
+    ),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+
+
+def _console(quiet: bool = False) -> Console:
+    """People read stderr; Rich drops colour when it is not a terminal or NO_COLOR is set."""
+    return Console(stderr=True, quiet=quiet)
+
+
+def _load_segmenter(weights: str | None, device: str, console: Console) -> Segmenter:
+    with Progress(
+        TextColumn("downloading weights"), BarColumn(), DownloadColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task("download", total=None)
+
+        def on_progress(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return Segmenter.load(weights, device, on_progress)
+
+
+def _file_progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _run_files(
+    inputs: list[Path],
+    outputs: list[Path],
+    transform: pipeline.Transform,
+    quality: int,
+    console: Console,
+    verb: str,
+) -> None:
+    """Process files with a progress bar, report failures by name, exit 1 if any failed."""
+    with _file_progress(console) as progress:
+        task = progress.add_task(verb, total=len(inputs))
+
+        def on_result(result: FileResult) -> None:
+            progress.advance(task)
+            if result.status == "failed":
+                progress.console.print(f"[bold red]error:[/] {result.error}", highlight=False, soft_wrap=True)
+            else:
+                progress.console.print(f"{result.input} -> {result.output}", highlight=False, soft_wrap=True)
+
+        results = pipeline.process_files(inputs, outputs, transform, quality, on_result)
+    failed = sum(r.status == "failed" for r in results)
+    if len(results) > 1:
+        console.print(f"{len(results) - failed} done, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _split_stdin(images: list[str]) -> tuple[bool, list[Path]]:
+    if "-" in images and len(images) > 1:
+        raise UsageError("'-' (stdin) cannot be mixed with other inputs")
+    return images == ["-"], [Path(i) for i in images if i != "-"]
+
+
+def _stdio(transform: pipeline.Transform, output: Path | None, fmt: str | None, quality: int) -> None:
+    """stdin -> stdout (or -o file): nothing but image bytes on stdout."""
+    data = sys.stdin.buffer.read()
+    extension = fmt or (output.suffix if output else None)
+    encoded = pipeline.process_bytes(data, transform, extension, quality)
+    if output is None:
+        sys.stdout.buffer.write(encoded)
+        sys.stdout.buffer.flush()
+    else:
+        from blurcli.io import write_bytes_atomic
+
+        write_bytes_atomic(output, encoded)
+
+
+@app.command()
+def blur(
+    images: Annotated[list[str], typer.Argument(help="Photos to blur; '-' reads stdin and writes stdout.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (one input) or folder. Default: <stem>_blurred.<ext> beside the input.",
+        ),
+    ] = None,
+    strength: Annotated[
+        float, typer.Option(min=0.0, max=0.2, help="Blur sigma as a fraction of the image diagonal.")
+    ] = DEFAULT_STRENGTH,
+    feather: Annotated[
+        float, typer.Option(min=0.0, max=0.05, help="Mask edge softening, fraction of the diagonal.")
+    ] = DEFAULT_FEATHER,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Output format for stdout, e.g. png or jpg.")
+    ] = None,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Blur the background of photos, keeping the person sharp."""
+    console = _console(quiet)
+    from_stdin, paths = _split_stdin(images)
+    outputs = None if from_stdin else pipeline.plan_outputs(paths, output, "_blurred")
+    segmenter = _load_segmenter(weights, device, console)
+    options = BlurOptions(strength=strength, feather=feather)
+
+    def transform(image: Any) -> Any:
+        return pipeline.blur_image(segmenter, image, options)
+
+    if from_stdin:
+        _stdio(transform, output, _extension(fmt), quality)
+    else:
+        _run_files(paths, outputs, transform, quality, console, "blurring")
+
+
+@app.command()
+def predict(
+    images: Annotated[
+        list[str], typer.Argument(help="Photos to segment; '-' reads stdin and writes stdout.")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output folder for <stem>.png (required for files).")
+    ] = None,
+    classes: Annotated[
+        bool, typer.Option("--classes", help="Write class indices 0/1/2 instead of alpha.")
+    ] = False,
+    show: Annotated[
+        bool, typer.Option("--overlay", help="Write a coloured overlay for checking by eye.")
+    ] = False,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Write the subject mask: 8-bit alpha (probability x 255) at the photo's full resolution."""
+    if classes and show:
+        raise UsageError("--classes and --overlay cannot be used together")
+    mode: pipeline.PredictMode = "classes" if classes else "overlay" if show else "alpha"
+    console = _console(quiet)
+    from_stdin, paths = _split_stdin(images)
+    if not from_stdin and output is None:
+        raise UsageError("predict needs --output DIR for its masks")
+    outputs = None if from_stdin else pipeline.plan_outputs(paths, output, "", ".png")
+    segmenter = _load_segmenter(weights, device, console)
+
+    def transform(image: Any) -> Any:
+        return pipeline.predict_image(segmenter, image, mode)
+
+    if from_stdin:
+        _stdio(transform, output, ".png", 95)
+    else:
+        _run_files(paths, outputs, transform, 95, console, "segmenting")
+
+
+@app.command("eval")
+def evaluate_command(
+    data: Annotated[Path, typer.Option("--data", help="LFW Part Labels folder (archives or unpacked).")],
+    split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N images.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Score a model on an LFW Part Labels split (pooled confusion matrix, at 250x250)."""
+    from blurcli.data import load_split
+    from blurcli.evaluate import evaluate
+
+    console = _console(quiet)
+    segmenter = _load_segmenter(weights, device, console)
+    data_split = load_split(data, split, limit=limit)
+    with _file_progress(console) as progress:
+        task = progress.add_task(f"scoring {split}", total=len(data_split.names))
+        result = evaluate(
+            segmenter, data_split, batch_size, lambda done, total: progress.update(task, completed=done)
+        )
+    result["split"] = split
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        Console().print(_metrics_table(result))
+
+
+def _metrics_table(result: dict[str, Any]) -> Table:
+    table = Table(title=f"{result['split']} split, {result['images']} images")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (
+        "pixel_accuracy",
+        "mean_iou",
+        "fw_iou",
+        "subject_iou",
+        "mean_boundary_f",
+        "subject_boundary_f",
+    ):
+        table.add_row(key, _fmt(result.get(key)))
+    for group in ("iou", "f1", "boundary_f"):
+        for name, value in result.get(group, {}).items():
+            table.add_row(f"{group} {name}", _fmt(value))
+    table.add_row("cross-entropy", _fmt(result.get("loss")))
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="LFW Part Labels folder (archives or unpacked).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the best checkpoint (.pt).")],
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 2e-3,
+    input_size: Annotated[int, typer.Option(help="Model input side in pixels.")] = 160,
+    width: Annotated[int, typer.Option(min=1, help="Channels of the first level.")] = 8,
+    depth: Annotated[int, typer.Option(min=1, max=6, help="Number of downsampling levels.")] = 4,
+    stem_stride: Annotated[int, typer.Option(min=1, max=4, help="Stride of the first convolution.")] = 2,
+    seed: int = 0,
+    device: DeviceOption = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 2,
+    class_weights: Annotated[
+        bool, typer.Option(help="Weight the loss by inverse sqrt class frequency.")
+    ] = False,
+    augment: Annotated[bool, typer.Option(help="Random geometric and photometric augmentation.")] = True,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N images per split.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from <out>.last.pt.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train the UNet on LFW Part Labels; keeps the best checkpoint by validation mean IoU."""
+    from blurcli.train import TrainConfig
+    from blurcli.train import train as run_training
+
+    console = _console(quiet)
+    config = TrainConfig(
+        data=data,
+        out=out,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        input_size=input_size,
+        width=width,
+        depth=depth,
+        stem_stride=stem_stride,
+        seed=seed,
+        device=device,
+        workers=workers,
+        class_weights=class_weights,
+        augment=augment,
+        limit=limit,
+        resume=resume,
+    )
+    with Progress(
+        TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("train", total=None, epoch=0, epochs=epochs, loss=0.0)
+
+        def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
+            progress.update(task, completed=step, total=steps, epoch=epoch + 1, loss=loss)
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            mark = " [green]best[/]" if record["best"] else ""
+            progress.console.print(
+                f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, "
+                f"val loss {record['val_loss']:.4f}, val mIoU {record['val_mean_iou']:.4f}, "
+                f"subject IoU {record['val_subject_iou']:.4f}, {record['seconds']:.0f}s{mark}",
+                soft_wrap=True,
+            )
+
+        result = run_training(config, on_step, on_epoch)
+    console.print(
+        f"best epoch {result.best_epoch}: val mIoU {result.best_metrics.get('mean_iou', float('nan')):.4f}"
+        f" -> {result.paths.best} (log {result.paths.log}, curves {result.paths.plot})",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+def _extension(fmt: str | None) -> str | None:
+    return None if fmt is None else fmt if fmt.startswith(".") else f".{fmt}"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

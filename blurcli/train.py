@@ -1,0 +1,362 @@
+"""Training loop: cross-entropy, Adam, ReduceLROnPlateau, best-by-validation-mIoU checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from blurcli.data import CLASSES, NORMALIZATION, SegmentationDataset, load_split
+from blurcli.device import resolve_device
+from blurcli.errors import BlurcliError, UsageError
+from blurcli.evaluate import evaluate
+from blurcli.model import UNet, UNetConfig, count_parameters
+from blurcli.segment import Segmenter
+from blurcli.weights import Checkpoint, load_checkpoint, save_checkpoint
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; stored in the checkpoint so runs can be reproduced."""
+
+    data: Path
+    out: Path
+    epochs: int = 40
+    batch_size: int = 16
+    lr: float = 2e-3
+    input_size: int = 160
+    width: int = 8
+    depth: int = 4
+    stem_stride: int = 2
+    seed: int = 0
+    device: str | None = None
+    workers: int = 2
+    class_weights: bool = False
+    augment: bool = True
+    plateau_patience: int = 3
+    limit: int | None = None
+    resume: bool = False
+    half: bool = True
+
+    def model_config(self) -> UNetConfig:
+        return UNetConfig(width=self.width, depth=self.depth, stem_stride=self.stem_stride)
+
+    def to_info(self) -> dict[str, Any]:
+        """JSON-friendly copy for the checkpoint and logs."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Files a run writes next to its best checkpoint."""
+
+    best: Path
+    last: Path
+    log: Path
+    plot: Path
+
+    @classmethod
+    def for_output(cls, out: Path) -> RunPaths:
+        stem = out.with_suffix("")
+        return cls(
+            best=out,
+            last=stem.with_name(stem.name + ".last.pt"),
+            log=stem.with_name(stem.name + ".log.jsonl"),
+            plot=stem.with_name(stem.name + ".curves.png"),
+        )
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    paths: RunPaths
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    parameters: int = 0
+
+
+class TrainingInterrupted(BlurcliError):
+    """Ctrl-C during training: a resumable checkpoint was saved."""
+
+    def __init__(self, last: Path, epoch: int) -> None:
+        message = f"interrupted in epoch {epoch + 1}; {last} holds the state after epoch {epoch}"
+        super().__init__(f"{message}; continue with --resume", 130)
+
+
+StepCallback = Callable[[int, int, int, float], None]
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def class_weights_from(masks: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse square-root class frequencies, normalised to mean 1: rare hair counts more."""
+    counts = np.bincount(masks.ravel(), minlength=num_classes).astype(np.float64)
+    weights = 1.0 / np.sqrt(np.maximum(counts / counts.sum(), 1e-6))
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def train(
+    config: TrainConfig,
+    on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train a UNet on LFW Part Labels; keep the best checkpoint by validation mean IoU."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise UsageError("--epochs and --batch-size must be at least 1")
+    paths = RunPaths.for_output(config.out)
+    device = resolve_device(config.device)
+    model_config = config.model_config()
+    if config.input_size % model_config.multiple:
+        raise UsageError(f"--input-size {config.input_size} must be a multiple of {model_config.multiple}")
+    torch.manual_seed(config.seed)
+
+    train_split = load_split(config.data, "train", limit=config.limit)
+    val_split = load_split(config.data, "validation", limit=config.limit)
+    norm = {"mean": list(NORMALIZATION["mean"]), "std": list(NORMALIZATION["std"])}
+    dataset = SegmentationDataset(
+        train_split,
+        config.input_size,
+        model_config.multiple,
+        NORMALIZATION,
+        augment=config.augment,
+        seed=config.seed,
+    )
+
+    model = UNet(model_config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=0.5, patience=config.plateau_patience
+    )
+    weights = class_weights_from(train_split.masks, len(CLASSES)).to(device) if config.class_weights else None
+    start_epoch, best_miou, best_epoch, history = 0, -math.inf, -1, []
+    if config.resume:
+        start_epoch, best_miou, best_epoch, history = _restore(paths.last, model, optimizer, scheduler)
+        paths.log.write_text("".join(json.dumps(record) + "\n" for record in history))
+    else:
+        paths.log.unlink(missing_ok=True)
+        # The state before any epoch, so an interruption in the first epoch can resume too.
+        resume = _resume_state(optimizer, scheduler, 0, best_miou, best_epoch, history)
+        save_checkpoint(paths.last, _checkpoint(model, config, norm, {}, 0, resume))
+
+    use_amp = device.type == "cuda"
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            started = time.perf_counter()
+            dataset.set_epoch(epoch)
+            loader = DataLoader(
+                dataset,
+                batch_size=config.batch_size,
+                shuffle=True,
+                drop_last=len(dataset) > config.batch_size,
+                num_workers=config.workers,
+                generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+                pin_memory=device.type == "cuda",
+            )
+            train_loss = _train_epoch(model, loader, optimizer, weights, device, use_amp, epoch, on_step)
+            segmenter = Segmenter(
+                model,
+                config.input_size,
+                model_config.multiple,
+                tuple(norm["mean"]),
+                tuple(norm["std"]),
+                device,
+            )
+            val = evaluate(segmenter, val_split, batch_size=max(config.batch_size, 32))
+            scheduler.step(val["loss"])
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val["loss"],
+                "val_pixel_accuracy": val["pixel_accuracy"],
+                "val_mean_iou": val["mean_iou"],
+                "val_subject_iou": val["subject_iou"],
+                "val_iou": val["iou"],
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - started,
+            }
+            history.append(record)
+            improved = val["mean_iou"] > best_miou
+            if improved:
+                best_miou, best_epoch = val["mean_iou"], epoch + 1
+                checkpoint = _checkpoint(model, config, norm, val, epoch + 1)
+                save_checkpoint(paths.best, checkpoint, half=config.half)
+            record["best"] = improved
+            with paths.log.open("a") as log:
+                log.write(json.dumps(record) + "\n")
+            plot_history(history, paths.plot)
+            resume = _resume_state(optimizer, scheduler, epoch + 1, best_miou, best_epoch, history)
+            save_checkpoint(paths.last, _checkpoint(model, config, norm, val, epoch + 1, resume))
+            if on_epoch:
+                on_epoch(record)
+    except KeyboardInterrupt:
+        # `last` already holds the state at the end of the previous epoch: resuming from an epoch
+        # boundary gives exactly the model an uninterrupted run would have given.
+        raise TrainingInterrupted(paths.last, epoch) from None
+
+    best = load_checkpoint(paths.best) if paths.best.exists() else None
+    return TrainResult(
+        paths=paths,
+        best_epoch=best_epoch,
+        best_metrics=best.metrics if best else {},
+        history=history,
+        parameters=count_parameters(model),
+    )
+
+
+def _train_epoch(
+    model: UNet,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    weights: torch.Tensor | None,
+    device: torch.device,
+    use_amp: bool,
+    epoch: int,
+    on_step: StepCallback | None,
+) -> float:
+    """One pass over the training data; returns the mean loss."""
+    model.train()
+    total, batches = 0.0, 0
+    for step, (images, masks) in enumerate(loader):
+        images = images.to(device, non_blocking=True)
+        masks = masks.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), masks, weight=weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        batches += 1
+        if on_step:
+            on_step(epoch, step + 1, len(loader), total / batches)
+    return total / max(batches, 1)
+
+
+def _checkpoint(
+    model: UNet,
+    config: TrainConfig,
+    norm: dict[str, list[float]],
+    metrics: dict[str, Any],
+    epoch: int,
+    resume: dict[str, Any] | None = None,
+) -> Checkpoint:
+    return Checkpoint(
+        config=model.config,
+        state_dict=model.state_dict(),
+        input_size=config.input_size,
+        classes=CLASSES,
+        normalization=norm,
+        metrics=metrics,
+        info={
+            "eval_split": "validation",
+            "epoch": epoch,
+            "train": config.to_info(),
+            "parameters": count_parameters(model),
+            "torch": str(torch.__version__),
+        },
+        resume=resume,
+    )
+
+
+def _resume_state(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    epochs_done: int,
+    best_miou: float,
+    best_epoch: int,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epochs_done": epochs_done,
+        "best_miou": best_miou,
+        "best_epoch": best_epoch,
+        "history": json.dumps(history),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def _restore(
+    path: Path,
+    model: UNet,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+) -> tuple[int, float, int, list[dict[str, Any]]]:
+    """Load a `.last.pt` into the live objects; returns (start epoch, best mIoU, best epoch, history)."""
+    if not path.exists():
+        raise UsageError(f"{path}: nothing to resume (no checkpoint from an earlier run)")
+    checkpoint = load_checkpoint(path)
+    if checkpoint.resume is None:
+        raise BlurcliError(f"{path}: not a resumable checkpoint")
+    if checkpoint.config != model.config:
+        raise UsageError(f"{path}: was trained with {checkpoint.config}, not {model.config}")
+    model.load_state_dict(checkpoint.state_dict)
+    state = checkpoint.resume
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    history = json.loads(state["history"])
+    return int(state["epochs_done"]), float(state["best_miou"]), int(state["best_epoch"]), history
+
+
+def plot_history(history: list[dict[str, Any]], path: Path, size: tuple[int, int] = (900, 360)) -> None:
+    """Draw loss (train, validation) and validation mIoU per epoch into a PNG, with OpenCV only."""
+    from blurcli.io import write_image
+
+    width, height = size
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    panels = [
+        ("loss", [("train_loss", (31, 119, 180)), ("val_loss", (255, 127, 14))]),
+        ("validation mIoU", [("val_mean_iou", (44, 160, 44))]),
+    ]
+    panel_width = width // len(panels)
+    for index, (title, series) in enumerate(panels):
+        _draw_panel(canvas, index * panel_width, panel_width, height, title, series, history)
+    write_image(path, canvas)
+
+
+def _draw_panel(
+    canvas: np.ndarray,
+    left: int,
+    width: int,
+    height: int,
+    title: str,
+    series: list[tuple[str, tuple[int, int, int]]],
+    history: list[dict[str, Any]],
+) -> None:
+    margin = 40
+    x0, y0, x1, y1 = left + margin, margin, left + width - 15, height - margin
+    values = [record[key] for key, _ in series for record in history if record.get(key) is not None]
+    if not values:
+        return
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    epochs = max(len(history) - 1, 1)
+    cv2.rectangle(canvas, (x0, y0), (x1, y1), (0, 0, 0), 1)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(canvas, title, (x0, y0 - 12), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"{high:.3f}", (left + 2, y0 + 5), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"{low:.3f}", (left + 2, y1), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"epoch {len(history)}", (x1 - 70, y1 + 18), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for row, (key, colour) in enumerate(series):
+        points = [
+            (x0 + round((x1 - x0) * i / epochs), y1 - round((y1 - y0) * (record[key] - low) / span))
+            for i, record in enumerate(history)
+            if record.get(key) is not None
+        ]
+        cv2.polylines(canvas, [np.array(points, np.int32)], False, colour, 2, cv2.LINE_AA)
+        cv2.putText(canvas, key, (x0 + 8, y0 + 18 + 16 * row), font, 0.45, colour, 1, cv2.LINE_AA)

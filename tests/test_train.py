@@ -1,0 +1,83 @@
+"""Training: the loss falls, runs are reproducible, Ctrl-C resumes exactly, logs and plots are written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from blurcli.errors import UsageError
+from blurcli.train import TrainConfig, TrainingInterrupted, class_weights_from, train
+from blurcli.weights import load_checkpoint
+
+
+def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
+    values: dict = dict(
+        data=data, out=out, epochs=3, batch_size=4, lr=0.01, input_size=32, width=4, depth=2,
+        stem_stride=1, workers=0, device="cpu", limit=8,
+    )  # fmt: skip
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).state_dict
+
+
+def test_same_seed_gives_the_same_model(lfw_dir: Path, tmp_path: Path) -> None:
+    first = train(_config(lfw_dir, tmp_path / "a" / "m.pt", epochs=2))
+    second = train(_config(lfw_dir, tmp_path / "b" / "m.pt", epochs=2))
+    assert [r["train_loss"] for r in first.history] == [r["train_loss"] for r in second.history]
+    for key, value in _weights(first.paths.last).items():
+        torch.testing.assert_close(_weights(second.paths.last)[key], value, rtol=0, atol=0)
+
+
+def test_interrupted_run_resumes_to_the_same_model(lfw_dir: Path, tmp_path: Path) -> None:
+    reference = train(_config(lfw_dir, tmp_path / "ref" / "m.pt"))
+
+    def stop_in_second_epoch(epoch: int, step: int, steps: int, loss: float) -> None:
+        if epoch == 1 and step == 1:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run" / "m.pt"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(_config(lfw_dir, out), on_step=stop_in_second_epoch)
+    assert stopped.value.exit_code == 130
+    assert load_checkpoint(out.with_name("m.last.pt")).resume["epochs_done"] == 1
+    resumed = train(_config(lfw_dir, out, resume=True))
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    for key, value in _weights(reference.paths.last).items():
+        torch.testing.assert_close(_weights(resumed.paths.last)[key], value, rtol=0, atol=0)
+    assert len(out.with_name("m.log.jsonl").read_text().splitlines()) == 3
+
+
+def test_resume_without_an_earlier_run_is_a_usage_error(lfw_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="nothing to resume"):
+        train(_config(lfw_dir, tmp_path / "m.pt", resume=True))
+
+
+def test_best_checkpoint_is_chosen_by_validation_mean_iou(lfw_dir: Path, tmp_path: Path) -> None:
+    result = train(_config(lfw_dir, tmp_path / "m.pt", epochs=4))
+    log = [json.loads(line) for line in result.paths.log.read_text().splitlines()]
+    best = max(log, key=lambda record: record["val_mean_iou"])
+    assert result.best_epoch == best["epoch"]
+    checkpoint = load_checkpoint(result.paths.best)
+    assert checkpoint.info["eval_split"] == "validation" and checkpoint.info["epoch"] == best["epoch"]
+    assert checkpoint.metrics["mean_iou"] == pytest.approx(best["val_mean_iou"])
+    assert checkpoint.resume is None  # the shipped kind of file carries no optimiser state
+    assert result.paths.plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_input_size_must_fit_the_network(lfw_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="multiple of 4"):
+        train(_config(lfw_dir, tmp_path / "m.pt", input_size=30))
+
+
+def test_class_weights_favour_rare_classes() -> None:
+    masks = np.array([0] * 80 + [1] * 15 + [2] * 5, np.uint8)
+    weights = class_weights_from(masks, 3)
+    assert weights[2] > weights[1] > weights[0]
+    assert float(weights.mean()) == pytest.approx(1.0)

@@ -1,0 +1,186 @@
+"""Checkpoints round-trip safely; URL weights download once, verified, from a local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from blurcli.errors import BlurcliError
+from blurcli.model import UNet, UNetConfig
+from blurcli.segment import Segmenter
+from blurcli.weights import (
+    Checkpoint,
+    build_model,
+    cached_path,
+    default_weights,
+    load_checkpoint,
+    resolve_weights,
+    save_checkpoint,
+    split_url,
+)
+
+CONFIG = UNetConfig(width=4, depth=2, stem_stride=1)
+
+
+def _checkpoint() -> Checkpoint:
+    torch.manual_seed(0)
+    return Checkpoint(
+        config=CONFIG,
+        state_dict=UNet(CONFIG).state_dict(),
+        input_size=64,
+        metrics={"mean_iou": 0.5, "iou": {"hair": None}},
+        info={"eval_split": "validation"},
+    )
+
+
+@pytest.fixture
+def weights_file(tmp_path: Path) -> Path:
+    path = tmp_path / "served" / "tiny.pt"
+    save_checkpoint(path, _checkpoint())
+    return path
+
+
+class _Server:
+    """A static HTTP server on 127.0.0.1 that counts requests."""
+
+    def __init__(self, folder: Path) -> None:
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                super().do_GET()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), partial(Handler, directory=str(folder))
+        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+
+@pytest.fixture
+def server(weights_file: Path) -> Iterator[_Server]:
+    running = _Server(weights_file.parent)
+    yield running
+    running.httpd.shutdown()
+    running.httpd.server_close()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_checkpoint_round_trips_with_its_description(tmp_path: Path) -> None:
+    original = _checkpoint()
+    save_checkpoint(tmp_path / "m.pt", original)
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.config == CONFIG and loaded.input_size == 64
+    assert loaded.classes == ("background", "skin", "hair")
+    assert loaded.metrics["mean_iou"] == 0.5 and loaded.info["eval_split"] == "validation"
+    for key, value in original.state_dict.items():
+        torch.testing.assert_close(loaded.state_dict[key], value)
+
+
+def test_half_precision_storage_is_smaller_and_loads_as_float32(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "full.pt", _checkpoint())
+    save_checkpoint(tmp_path / "half.pt", _checkpoint(), half=True)
+    assert (tmp_path / "half.pt").stat().st_size < (tmp_path / "full.pt").stat().st_size
+    loaded = load_checkpoint(tmp_path / "half.pt")
+    assert all(v.dtype != torch.float16 for v in loaded.state_dict.values())
+
+
+def test_checkpoint_is_loaded_without_pickled_code(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m.pt", _checkpoint())
+    torch.load(tmp_path / "m.pt", weights_only=True)  # raises if anything but plain data is inside
+
+
+def test_foreign_torch_file_is_not_a_checkpoint(tmp_path: Path) -> None:
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(BlurcliError, match=r"other\.pt: not a blurcli checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_garbage_file_is_not_readable(tmp_path: Path) -> None:
+    (tmp_path / "junk.pt").write_bytes(b"hello world")
+    with pytest.raises(BlurcliError, match=r"junk\.pt: not a readable weights file"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_weights_that_do_not_fit_their_architecture_are_rejected() -> None:
+    checkpoint = _checkpoint()
+    checkpoint.config = UNetConfig(width=8, depth=2, stem_stride=1)
+    with pytest.raises(BlurcliError, match="do not match the architecture"):
+        build_model(checkpoint, "m.pt")
+
+
+def test_local_path_resolves_and_missing_path_fails(weights_file: Path, tmp_path: Path) -> None:
+    assert resolve_weights(str(weights_file)) == weights_file
+    with pytest.raises(BlurcliError, match=r"nope\.pt: no such weights file"):
+        resolve_weights(str(tmp_path / "nope.pt"))
+
+
+def test_url_download_is_verified_cached_and_reused(weights_file: Path, server: _Server) -> None:
+    spec = f"{server.url('tiny.pt')}#sha256={_sha(weights_file)}"
+    seen: list[tuple[int, int | None]] = []
+    first = resolve_weights(spec, lambda done, total: seen.append((done, total)))
+    assert first == cached_path(server.url("tiny.pt"), _sha(weights_file))
+    assert first.read_bytes() == weights_file.read_bytes()
+    assert seen[-1] == (weights_file.stat().st_size, weights_file.stat().st_size)
+    assert resolve_weights(spec) == first
+    assert server.requests == 1  # the second call was a cache hit
+    assert Segmenter.load(spec, "cpu").input_size == 64
+
+
+def test_hash_mismatch_deletes_the_download(weights_file: Path, server: _Server) -> None:
+    spec = f"{server.url('tiny.pt')}#sha256={'0' * 64}"
+    with pytest.raises(BlurcliError, match="sha256 mismatch"):
+        resolve_weights(spec)
+    folder = cached_path(server.url("tiny.pt"), "0" * 64).parent
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_damaged_cache_entry_is_fetched_again(weights_file: Path, server: _Server) -> None:
+    sha = _sha(weights_file)
+    target = cached_path(server.url("tiny.pt"), sha)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"damaged")
+    assert resolve_weights(f"{server.url('tiny.pt')}#sha256={sha}").read_bytes() == weights_file.read_bytes()
+    assert server.requests == 1
+
+
+def test_missing_file_on_the_server_is_a_clear_error(server: _Server) -> None:
+    with pytest.raises(BlurcliError, match="HTTP 404"):
+        resolve_weights(f"{server.url('absent.pt')}#sha256={'a' * 64}")
+
+
+def test_unreachable_host_is_a_clear_error(server: _Server) -> None:
+    port = server.httpd.server_address[1]
+    server.httpd.shutdown()
+    server.httpd.server_close()
+    with pytest.raises(BlurcliError, match="cannot download"):
+        resolve_weights(f"http://127.0.0.1:{port}/tiny.pt#sha256={'a' * 64}")
+
+
+def test_url_without_a_hash_is_refused() -> None:
+    with pytest.raises(BlurcliError, match="sha256") as raised:
+        split_url("https://example.org/m.pt")
+    assert raised.value.exit_code == 2
+
+
+def test_malformed_hash_fragment_is_refused() -> None:
+    with pytest.raises(BlurcliError, match="64 hex digits"):
+        split_url("https://example.org/m.pt#sha256=xyz")
