@@ -19,7 +19,6 @@ from blurcli.weights import (
     Checkpoint,
     build_model,
     cached_path,
-    default_weights,
     load_checkpoint,
     resolve_weights,
     save_checkpoint,
