@@ -190,6 +190,8 @@ def load_split(root: Path, split: str, limit: int | None = None, workers: int = 
     """Read one official split (`train`, `validation`, `test`) into memory, optionally its first `limit`."""
     if split not in SPLIT_FILES:
         raise UsageError(f"--split {split}: unknown split (use {', '.join(SPLIT_FILES)})")
+    if not Path(root).is_dir():
+        raise UsageError(f"{root}: dataset folder does not exist")
     split_file = Path(root) / SPLIT_FILES[split]
     if not split_file.is_file():
         raise BlurcliError(f"{split_file}: split file missing from the dataset folder")

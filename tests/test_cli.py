@@ -209,6 +209,12 @@ def test_eval_on_a_folder_missing_parts_is_one_line(tmp_path: Path, tiny_weights
     assert "Traceback" not in result.output
 
 
+def test_missing_dataset_folder_is_a_usage_error(tmp_path: Path, tiny_weights: Path) -> None:
+    result = _run("eval", "--data", tmp_path / "nowhere", "--weights", tiny_weights)
+    assert result.exit_code == 2
+    assert "nowhere: dataset folder does not exist" in result.stderr
+
+
 def test_unknown_split_is_a_usage_error(lfw_dir: Path, tiny_weights: Path) -> None:
     result = _run("eval", "--data", lfw_dir, "--split", "holdout", "--weights", tiny_weights)
     assert result.exit_code == 2

@@ -1,0 +1,115 @@
+"""Time segmenting one 250x250 photo on the CPU: preprocess + forward + mask upsample.
+
+Prints the median of many runs after warm-up, with 1 thread and with all threads. When
+`mediapipe==0.10.14` is installed, MediaPipe's selfie segmenter (its .tflite ships in the wheel)
+is timed on the same images in the same run and the ratio is printed.
+
+    python benchmarks/bench_segment.py                      # the shipped default model
+    python benchmarks/bench_segment.py --weights runs/m.pt  # any checkpoint
+    python benchmarks/bench_segment.py --arch 8,4,2,160     # an untrained architecture (speed only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from blurcli.model import UNet, UNetConfig, count_parameters
+from blurcli.segment import Segmenter
+from blurcli.weights import Checkpoint, load_checkpoint, resolve_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_LFW = ROOT.parent / "shared" / "data" / "lfw-parts"
+
+
+def sample_images(count: int) -> list[np.ndarray]:
+    """250x250 RGB photos: LFW test images when the data is here, else crops of the example photo."""
+    if REAL_LFW.is_dir():
+        from blurcli.data import load_split
+
+        return list(load_split(REAL_LFW, "test", limit=count).images)
+    photo = cv2.cvtColor(cv2.imread(str(ROOT / "examples" / "astronaut.jpg")), cv2.COLOR_BGR2RGB)
+    rng = np.random.default_rng(0)
+    crops = []
+    for _ in range(count):
+        side = int(rng.integers(300, 512))
+        top, left = (int(v) for v in rng.integers(0, 512 - side + 1, 2))
+        crops.append(cv2.resize(photo[top : top + side, left : left + side], (250, 250)))
+    return crops
+
+
+def median_ms(function: Callable[[np.ndarray], object], images: list[np.ndarray], runs: int) -> float:
+    """Median wall time in ms of `function(image)` over `runs` calls cycling through the images."""
+    for image in images[:10]:  # warm-up
+        function(image)
+    times = []
+    for index in range(runs):
+        image = images[index % len(images)]
+        started = time.perf_counter()
+        function(image)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def mediapipe_segmenter() -> Callable[[np.ndarray], np.ndarray] | None:
+    """MediaPipe's selfie segmenter (general model) as image -> mask, or None when not installed."""
+    try:
+        import mediapipe as mp  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+    return lambda image: selfie.process(image).segmentation_mask
+
+
+def build_segmenter(weights: str | None, arch: str | None) -> tuple[Segmenter, str]:
+    """The segmenter to time and a label for it."""
+    if arch:
+        width, depth, stem, size = (int(v) for v in arch.split(","))
+        config = UNetConfig(width=width, depth=depth, stem_stride=stem)
+        checkpoint = Checkpoint(config=config, state_dict=UNet(config).state_dict(), input_size=size)
+        label = f"untrained w{width} d{depth} stem{stem} @{size}"
+    else:
+        path = resolve_weights(weights)
+        checkpoint = load_checkpoint(path)
+        label = path.name
+    parameters = count_parameters(UNet(checkpoint.config))
+    return Segmenter.from_checkpoint(checkpoint, "cpu"), f"{label} ({parameters:,} parameters)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--weights", help="checkpoint path or URL (default: the shipped model)")
+    parser.add_argument("--arch", help="width,depth,stem_stride,input_size of an untrained model")
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--images", type=int, default=50)
+    args = parser.parse_args()
+
+    images = sample_images(args.images)
+    segmenter, label = build_segmenter(args.weights, args.arch)
+    mediapipe = mediapipe_segmenter()
+    print(f"model: {label}, input {segmenter.input_size}, {len(images)} images of 250x250, {args.runs} runs")
+    all_threads = torch.get_num_threads()
+    for threads in sorted({1, all_threads}):
+        torch.set_num_threads(threads)
+        ours = median_ms(segmenter.foreground, images, args.runs)
+        line = f"threads {threads}: blurcli {ours:.2f} ms/img"
+        if mediapipe is not None:
+            theirs = median_ms(mediapipe, images, args.runs)
+            line += f", mediapipe selfie {theirs:.2f} ms/img, ratio blurcli/mediapipe {ours / theirs:.2f}"
+        else:
+            line += " (mediapipe==0.10.14 not installed: no comparison)"
+        print(line)
+    torch.set_num_threads(all_threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The shipped default model, end to end: found with no flag, keeps the face sharp, blurs the rest."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from blurcli.io import read_image
+from blurcli.segment import Segmenter
+from blurcli.weights import default_weights, load_checkpoint
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+# Boxes (top, bottom, left, right) in the 512x512 example: her face, and the flag in the top-left corner.
+FACE = (95, 170, 190, 260)
+CORNER = (0, 90, 0, 90)
+
+
+def _sharpness(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Variance of the Laplacian of the grey box: high for detail, low once blurred."""
+    top, bottom, left, right = box
+    grey = cv2.cvtColor(image[top:bottom, left:right], cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def test_default_weights_ship_with_the_package() -> None:
+    checkpoint = load_checkpoint(default_weights())
+    assert checkpoint.info.get("eval_split") == "validation"
+    assert default_weights().stat().st_size <= 2 * 1024 * 1024
+
+
+def test_blur_with_the_default_model_keeps_the_face_sharp_and_blurs_the_corner(tmp_path: Path) -> None:
+    output = tmp_path / "astronaut_blurred.jpg"
+    done = subprocess.run(
+        [sys.executable, "-m", "blurcli", "blur", str(EXAMPLE), "-o", str(output), "--device", "cpu"],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    before, after = read_image(EXAMPLE), read_image(output)
+    assert after.shape == before.shape
+    assert _sharpness(after, FACE) > 0.8 * _sharpness(before, FACE)
+    assert _sharpness(after, CORNER) < 0.2 * _sharpness(before, CORNER)
+
+
+def test_default_model_finds_the_face() -> None:
+    alpha = Segmenter.load(device="cpu").foreground(read_image(EXAMPLE))
+    top, bottom, left, right = FACE
+    assert alpha[top:bottom, left:right].mean() > 0.9
+    assert alpha[CORNER[0] : CORNER[1], CORNER[2] : CORNER[3]].mean() < 0.1
