@@ -68,8 +68,8 @@ def mediapipe_segmenter() -> Callable[[np.ndarray], np.ndarray] | None:
     return lambda image: selfie.process(image).segmentation_mask
 
 
-def build_segmenter(weights: str | None, arch: str | None) -> tuple[Segmenter, str]:
-    """The segmenter to time and a label for it."""
+def build_checkpoint(weights: str | None, arch: str | None) -> tuple[Checkpoint, str]:
+    """The checkpoint to time and a label for it."""
     if arch:
         width, depth, stem, size = (int(v) for v in arch.split(","))
         config = UNetConfig(width=width, depth=depth, stem_stride=stem)
@@ -80,7 +80,7 @@ def build_segmenter(weights: str | None, arch: str | None) -> tuple[Segmenter, s
         checkpoint = load_checkpoint(path)
         label = path.name
     parameters = count_parameters(UNet(checkpoint.config))
-    return Segmenter.from_checkpoint(checkpoint, "cpu"), f"{label} ({parameters:,} parameters)"
+    return checkpoint, f"{label} ({parameters:,} parameters)"
 
 
 def main() -> None:
@@ -91,23 +91,38 @@ def main() -> None:
     parser.add_argument("--arch", help="width,depth,stem_stride,input_size of an untrained model")
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--images", type=int, default=50)
+    parser.add_argument(
+        "--ablation", action="store_true", help="also time without BatchNorm folding / channels-last"
+    )
     args = parser.parse_args()
 
     images = sample_images(args.images)
-    segmenter, label = build_segmenter(args.weights, args.arch)
+    checkpoint, label = build_checkpoint(args.weights, args.arch)
+    variants = {"blurcli": Segmenter.from_checkpoint(checkpoint, "cpu")}
+    if args.ablation:
+        variants["  without channels-last"] = Segmenter.from_checkpoint(
+            checkpoint, "cpu", channels_last=False
+        )
+        variants["  without channels-last, BN not folded"] = Segmenter.from_checkpoint(
+            checkpoint, "cpu", fuse=False, channels_last=False
+        )
     mediapipe = mediapipe_segmenter()
-    print(f"model: {label}, input {segmenter.input_size}, {len(images)} images of 250x250, {args.runs} runs")
+    print(f"model: {label}, input {checkpoint.input_size}, {len(images)} images of 250x250, {args.runs} runs")
     all_threads = torch.get_num_threads()
     for threads in sorted({1, all_threads}):
         torch.set_num_threads(threads)
-        ours = median_ms(segmenter.foreground, images, args.runs)
-        line = f"threads {threads}: blurcli {ours:.2f} ms/img"
+        ours = {name: median_ms(s.foreground, images, args.runs) for name, s in variants.items()}
+        for name, ms in ours.items():
+            print(f"threads {threads}: {name} {ms:.2f} ms/img (preprocess, forward, upsample to 250x250)")
         if mediapipe is not None:
             theirs = median_ms(mediapipe, images, args.runs)
-            line += f", mediapipe selfie {theirs:.2f} ms/img, ratio blurcli/mediapipe {ours / theirs:.2f}"
+            ratio = ours["blurcli"] / theirs
+            print(
+                f"threads {threads}: mediapipe selfie {theirs:.2f} ms/img, "
+                f"ratio blurcli/mediapipe {ratio:.2f}"
+            )
         else:
-            line += " (mediapipe==0.10.14 not installed: no comparison)"
-        print(line)
+            print("(mediapipe==0.10.14 not installed: no comparison)")
     torch.set_num_threads(all_threads)
 
 

@@ -15,8 +15,6 @@ from blurcli.device import resolve_device
 from blurcli.model import fuse_batchnorm
 from blurcli.weights import Checkpoint, build_model, load_checkpoint, resolve_weights
 
-SUBJECT_CLASSES = (1, 2)
-
 
 @dataclass
 class Segmenter:
@@ -29,14 +27,23 @@ class Segmenter:
     std: tuple[float, ...]
     device: torch.device
     classes: tuple[str, ...] = ("background", "skin", "hair")
+    channels_last: bool = False  # NHWC tensors: about 20 % faster convolutions on a CPU
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: Checkpoint, device: str | None = None, source: str = "weights"
+        cls,
+        checkpoint: Checkpoint,
+        device: str | None = None,
+        source: str = "weights",
+        fuse: bool = True,
+        channels_last: bool = True,
     ) -> Segmenter:
-        """Build the network, fold its BatchNorms and move it to `device` (auto when None)."""
+        """Build the network for inference on `device` (auto when None): BatchNorm folded, NHWC."""
         target = resolve_device(device)
-        model = fuse_batchnorm(build_model(checkpoint, source)).to(target)
+        model = build_model(checkpoint, source)
+        model = (fuse_batchnorm(model) if fuse else model).to(target)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
         return cls(
             model=model,
             input_size=checkpoint.input_size,
@@ -45,6 +52,7 @@ class Segmenter:
             std=tuple(checkpoint.normalization["std"]),
             device=target,
             classes=tuple(checkpoint.classes),
+            channels_last=channels_last,
         )
 
     @classmethod
@@ -59,11 +67,14 @@ class Segmenter:
         return cls.from_checkpoint(load_checkpoint(path), device, str(path))
 
     @torch.inference_mode()
-    def probabilities(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    def probabilities(
+        self, images: Sequence[np.ndarray], batch_size: int = 16, subject_only: bool = False
+    ) -> list[np.ndarray]:
         """(H, W, 3) uint8 RGB images -> per image (h, w, C) float32 class probabilities at model size.
 
         (h, w) keeps each photo's aspect ratio with its longer side at the model's input size.
-        Images of equal size share a forward pass.
+        Images of equal size share a forward pass. `subject_only` returns (h, w) subject probability
+        (1 - background) instead, which is all blurring needs and cheaper to move around.
         """
         self.model.eval()
         prepared = [resize_for_model(image, self.input_size, self.multiple) for image in images]
@@ -76,8 +87,13 @@ class Segmenter:
                 chunk = indices[start : start + batch_size]
                 batch = np.stack([prepared[i][0] for i in chunk])
                 tensor = to_tensor(batch, self.mean, self.std).to(self.device)
+                if self.channels_last:
+                    tensor = tensor.contiguous(memory_format=torch.channels_last)
                 probs = torch.softmax(self.model(tensor).float(), dim=1)
-                probs = probs.permute(0, 2, 3, 1).cpu().numpy()
+                if subject_only:
+                    probs = (1.0 - probs[:, 0]).cpu().numpy()
+                else:
+                    probs = probs.permute(0, 2, 3, 1).cpu().numpy()
                 for i, prob in zip(chunk, probs, strict=True):
                     height, width = prepared[i][1]
                     results[i] = np.ascontiguousarray(prob[:height, :width])
@@ -85,18 +101,12 @@ class Segmenter:
 
     def foreground(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W) float32 subject (skin + hair) probability at full size."""
-        probs = self.probabilities([image])[0]
-        return upsample(subject_probability(probs), image.shape[:2])
+        return upsample(self.probabilities([image], subject_only=True)[0], image.shape[:2])
 
     def class_map(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W) uint8 class indices at full size."""
         probs = self.probabilities([image])[0]
         return upsample(probs, image.shape[:2]).argmax(axis=-1).astype(np.uint8)
-
-
-def subject_probability(probs: np.ndarray) -> np.ndarray:
-    """(h, w, C) class probabilities -> (h, w) probability of skin or hair."""
-    return probs[..., list(SUBJECT_CLASSES)].sum(axis=-1)
 
 
 def upsample(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
