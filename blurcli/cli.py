@@ -66,9 +66,7 @@ def _console(quiet: bool = False) -> Console:
 
 
 def _load_segmenter(weights: str | None, device: str, console: Console) -> Segmenter:
-    with Progress(
-        TextColumn("downloading weights"), BarColumn(), DownloadColumn(), console=console, transient=True
-    ) as progress:
+    with _progress(console, TextColumn("downloading weights"), BarColumn(), DownloadColumn()) as progress:
         task = progress.add_task("download", total=None)
 
         def on_progress(done: int, total: int | None) -> None:
@@ -78,15 +76,19 @@ def _load_segmenter(weights: str | None, device: str, console: Console) -> Segme
 
 
 def _file_progress(console: Console) -> Progress:
-    return Progress(
+    return _progress(
+        console,
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
-        transient=True,
     )
+
+
+def _progress(console: Console, *columns: Any) -> Progress:
+    """A transient progress display, drawn only on a terminal (nothing at all in pipes and logs)."""
+    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
 
 
 def _run_files(
@@ -314,14 +316,13 @@ def train(
         limit=limit,
         resume=resume,
     )
-    with Progress(
+    with _progress(
+        console,
         TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}"),
         TimeRemainingColumn(),
-        console=console,
-        transient=True,
     ) as progress:
         task = progress.add_task("train", total=None, epoch=0, epochs=epochs, loss=0.0)
 

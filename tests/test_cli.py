@@ -242,3 +242,15 @@ def test_train_then_eval_predict_and_blur_the_checkpoint(lfw_dir: Path, tmp_path
     assert _run("predict", photo, "-o", tmp_path / "masks", "--weights", out).exit_code == 0
     assert _run("blur", photo, "--weights", out).exit_code == 0
     assert (tmp_path / "face_blurred.jpg").exists()
+
+
+def test_a_user_mistake_is_exactly_one_line_on_stderr(tiny_weights: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "blurcli", "blur", str(tmp_path / "gone.jpg"), "--weights", str(tiny_weights)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stdout == b""
+    assert done.stderr.decode() == f"error: {tmp_path / 'gone.jpg'}: no such file\n"

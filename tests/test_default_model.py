@@ -52,4 +52,3 @@ def test_default_model_finds_the_face() -> None:
     top, bottom, left, right = FACE
     assert alpha[top:bottom, left:right].mean() > 0.9
     assert alpha[CORNER[0] : CORNER[1], CORNER[2] : CORNER[3]].mean() < 0.1
-

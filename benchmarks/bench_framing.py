@@ -1,0 +1,81 @@
+"""How well a model keeps heads that are framed unlike LFW: smaller and off-centre.
+
+Each LFW test image (with its ground truth) is shrunk so its 250 px crop spans a fraction of a
+larger frame and pasted at a random position over a backdrop that is not LFW (crops of the
+example photo's studio background, blurred). Subject IoU (skin + hair vs background) is scored
+on the whole frame, pooled over images, beside the same images scored as plain LFW crops.
+
+    python benchmarks/bench_framing.py [--weights W] [--images 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from blurcli.data import SplitData, load_split
+from blurcli.evaluate import evaluate
+from blurcli.segment import Segmenter
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_LFW = ROOT.parent / "shared" / "data" / "lfw-parts"
+FRAME = 500
+FRACTIONS = (1.0, 0.5, 1 / 3)
+
+
+def backdrop(rng: np.random.Generator, photo: np.ndarray) -> np.ndarray:
+    """A FRAME x FRAME backdrop from the example photo's right half (studio wall, shuttle model)."""
+    side = int(rng.integers(150, 250))
+    top = int(rng.integers(0, 512 - side))
+    left = int(rng.integers(300, 512 - side + 1)) if side < 212 else 300
+    crop = photo[top : top + side, left : left + side]
+    return cv2.GaussianBlur(cv2.resize(crop, (FRAME, FRAME)), (0, 0), float(rng.uniform(0.5, 3)))
+
+
+def compose(split: SplitData, fraction: float, photo: np.ndarray, seed: int = 0) -> SplitData:
+    """Paste every image (and its mask) at `fraction` of the frame side, anywhere, over a backdrop."""
+    rng = np.random.default_rng(seed)
+    side = round(FRAME * fraction)
+    images, masks = [], []
+    for image, mask in zip(split.images, split.masks, strict=True):
+        frame = backdrop(rng, photo)
+        labels = np.zeros((FRAME, FRAME), np.uint8)
+        top, left = (int(v) for v in rng.integers(0, FRAME - side + 1, 2))
+        frame[top : top + side, left : left + side] = cv2.resize(
+            image, (side, side), interpolation=cv2.INTER_AREA
+        )
+        labels[top : top + side, left : left + side] = cv2.resize(
+            mask, (side, side), interpolation=cv2.INTER_NEAREST
+        )
+        images.append(frame)
+        masks.append(labels)
+    return SplitData(split.names, np.stack(images), np.stack(masks))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--weights", action="append", help="checkpoint(s) to compare (default: shipped)")
+    parser.add_argument("--images", type=int, default=200)
+    args = parser.parse_args()
+    if not REAL_LFW.is_dir():
+        raise SystemExit(f"{REAL_LFW}: LFW Part Labels not found")
+    test = load_split(REAL_LFW, "test", limit=args.images)
+    photo = cv2.cvtColor(cv2.imread(str(ROOT / "examples" / "astronaut.jpg")), cv2.COLOR_BGR2RGB)
+    composites = {fraction: compose(test, fraction, photo) for fraction in FRACTIONS}
+    print(f"{len(test.names)} LFW test images; subject IoU pooled per setting")
+    print("| weights | plain LFW crop | " + " | ".join(f"crop = {f:.2f} of frame" for f in FRACTIONS) + " |")
+    print("| --- " * (len(FRACTIONS) + 2) + "|")
+    for weights in args.weights or [None]:
+        segmenter = Segmenter.load(weights, "cpu")
+        scores = [evaluate(segmenter, test)["subject_iou"]]
+        scores += [evaluate(segmenter, composites[f])["subject_iou"] for f in FRACTIONS]
+        print(f"| {weights or 'shipped'} | " + " | ".join(f"{s:.3f}" for s in scores) + " |")
+
+
+if __name__ == "__main__":
+    main()
