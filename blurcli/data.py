@@ -257,6 +257,7 @@ class Augmentation:
     blur: float = 0.2  # probability of a Gaussian blur
     noise: float = 0.3  # probability of Gaussian noise
     jpeg: float = 0.3  # probability of a JPEG round trip
+    context: float = 0.4  # probability that another labelled photo surrounds a zoomed-out head
 
 
 def random_affine(rng: np.random.Generator, source: int, size: int, aug: Augmentation) -> np.ndarray:
@@ -273,36 +274,39 @@ def random_affine(rng: np.random.Generator, source: int, size: int, aug: Augment
 
 
 def warp_pair(
-    image: np.ndarray, mask: np.ndarray, matrix: np.ndarray, size: int, fill: np.ndarray | None
+    image: np.ndarray,
+    mask: np.ndarray,
+    matrix: np.ndarray,
+    size: int,
+    fill: tuple[np.ndarray, np.ndarray] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Warp image (bilinear) and mask (nearest) to size x size; outside the picture is background.
+    """Warp image (bilinear) and mask (nearest) to size x size.
 
-    `fill` (size, size, 3) uint8 is shown where the warp leaves the picture; None replicates its edge.
+    `fill` is the (size, size, 3) uint8 picture and (size, size) labels shown where the warp
+    leaves the picture; None replicates the picture's edge (and its labels).
     """
-    if fill is None:
-        warped = cv2.warpAffine(
-            image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        labels = cv2.warpAffine(
-            mask, matrix, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE
-        )
-        return warped, labels
+    border = cv2.BORDER_REPLICATE if fill is None else cv2.BORDER_TRANSPARENT
+    fill_image, fill_labels = (None, None) if fill is None else (fill[0].copy(), fill[1].copy())
     warped = cv2.warpAffine(
-        image,
-        matrix,
-        (size, size),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_TRANSPARENT,
-        dst=fill.copy(),
+        image, matrix, (size, size), dst=fill_image, flags=cv2.INTER_LINEAR, borderMode=border
     )
     labels = cv2.warpAffine(
-        mask, matrix, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        mask, matrix, (size, size), dst=fill_labels, flags=cv2.INTER_NEAREST, borderMode=border
     )
     return warped, labels
 
 
-def random_fill(rng: np.random.Generator, size: int) -> np.ndarray | None:
-    """What surrounds a zoomed-out picture: its replicated edge, or a smooth random backdrop."""
+def random_fill(
+    rng: np.random.Generator,
+    size: int,
+    aug: Augmentation,
+    context: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """What surrounds a zoomed-out picture: its replicated edge, a smooth random backdrop, or
+    (with `context`, another labelled photo) that photo at its own random framing, labels and all,
+    so small heads are also learnt among real clothes, rooms and other people."""
+    if context is not None and rng.random() < aug.context:
+        return warp_pair(*context, random_affine(rng, context[0].shape[0], size, aug), size, None)
     if rng.random() < 0.3:
         return None
     cells = int(rng.integers(2, 7))
@@ -311,7 +315,7 @@ def random_fill(rng: np.random.Generator, size: int) -> np.ndarray | None:
     coarse = grey + (coarse - grey) * rng.uniform(0.1, 0.7)  # muted colours, like real backdrops
     backdrop = cv2.resize(coarse.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
     noise = rng.normal(0, rng.uniform(0, 10), backdrop.shape)
-    return np.clip(backdrop + noise, 0, 255).astype(np.uint8)
+    return np.clip(backdrop + noise, 0, 255).astype(np.uint8), np.zeros((size, size), np.uint8)
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:
@@ -339,11 +343,19 @@ def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augmentation) 
 
 
 def augment_pair(
-    image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator, aug: Augmentation
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    aug: Augmentation,
+    context: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One random training view of (image, mask) at size x size: geometry, then photometry."""
+    """One random training view of (image, mask) at size x size: geometry, then photometry.
+
+    `context` (another image and its mask) may fill the frame around a zoomed-out picture.
+    """
     matrix = random_affine(rng, image.shape[0], size, aug)
-    warped, labels = warp_pair(image, mask, matrix, size, random_fill(rng, size))
+    warped, labels = warp_pair(image, mask, matrix, size, random_fill(rng, size, aug, context))
     return photometric(warped, rng, aug), labels
 
 
@@ -387,7 +399,9 @@ class SegmentationDataset(Dataset):
         size = self.input_size
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, index))
-            image, mask = augment_pair(image, mask, size, rng, self.augmentation)
+            other = int(rng.integers(len(self)))
+            context = (self.split.images[other], self.split.masks[other])
+            image, mask = augment_pair(image, mask, size, rng, self.augmentation, context)
         elif image.shape[:2] != (size, size):
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
             mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)

@@ -156,6 +156,16 @@ def test_zoom_out_makes_the_head_smaller() -> None:
     assert 0 < (labels == 1).mean() < 0.25 * (mask == 1).mean()
 
 
+def test_context_photo_surrounds_a_zoomed_out_head_with_its_own_labels() -> None:
+    image, mask = _square_pair()
+    context = (np.full((250, 250, 3), 120, np.uint8), np.full((250, 250), 2, np.uint8))  # all hair
+    always = Augmentation(zoom_out=1.0, zoom_out_scale=(0.3, 0.4), context=1.0, rotation=0)
+    view, labels = augment_pair(image, mask, 100, np.random.default_rng(0), always, context)
+    assert {1, 2} <= set(np.unique(labels))  # the head, and the context's labels around it
+    assert (labels == 2).mean() > 0.5  # the context fills most of the frame
+    assert np.median(view[labels == 2].mean(axis=-1)) < np.median(view[labels == 1].mean(axis=-1))
+
+
 def test_augmentation_is_reproducible_per_seed_epoch_and_index(lfw_dir: Path) -> None:
     split = load_split(lfw_dir, "train", limit=3)
     first = SegmentationDataset(split, 64, 8, seed=3)
