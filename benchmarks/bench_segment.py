@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from blurcli.model import UNet, UNetConfig, count_parameters
-from blurcli.segment import Segmenter
+from blurcli.segment import Segmenter, upsample
 from blurcli.weights import Checkpoint, load_checkpoint, resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +68,20 @@ def mediapipe_segmenter() -> Callable[[np.ndarray], np.ndarray] | None:
     return lambda image: selfie.process(image).segmentation_mask
 
 
+def without_inference_mode(
+    segmenter: Segmenter, context: Callable[[], object]
+) -> Callable[[np.ndarray], object]:
+    """`segmenter.foreground` run under `context` (e.g. torch.no_grad) instead of inference_mode."""
+    plain = Segmenter.probabilities.__wrapped__  # the method without its inference_mode decorator
+
+    def foreground(image: np.ndarray) -> np.ndarray:
+        with context():
+            probs = plain(segmenter, [image], subject_only=True)[0]
+        return upsample(probs, image.shape[:2])
+
+    return foreground
+
+
 def build_checkpoint(weights: str | None, arch: str | None) -> tuple[Checkpoint, str]:
     """The checkpoint to time and a label for it."""
     if arch:
@@ -92,26 +106,30 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument(
-        "--ablation", action="store_true", help="also time without BatchNorm folding / channels-last"
+        "--ablation",
+        action="store_true",
+        help="also time without inference_mode, channels-last, BatchNorm folding",
     )
     args = parser.parse_args()
 
     images = sample_images(args.images)
     checkpoint, label = build_checkpoint(args.weights, args.arch)
-    variants = {"blurcli": Segmenter.from_checkpoint(checkpoint, "cpu")}
+    segmenter = Segmenter.from_checkpoint(checkpoint, "cpu")
+    variants = {"blurcli": segmenter.foreground}
     if args.ablation:
+        variants["  no_grad instead of inference_mode"] = without_inference_mode(segmenter, torch.no_grad)
         variants["  without channels-last"] = Segmenter.from_checkpoint(
             checkpoint, "cpu", channels_last=False
-        )
+        ).foreground
         variants["  without channels-last, BN not folded"] = Segmenter.from_checkpoint(
             checkpoint, "cpu", fuse=False, channels_last=False
-        )
+        ).foreground
     mediapipe = mediapipe_segmenter()
     print(f"model: {label}, input {checkpoint.input_size}, {len(images)} images of 250x250, {args.runs} runs")
     all_threads = torch.get_num_threads()
     for threads in sorted({1, all_threads}):
         torch.set_num_threads(threads)
-        ours = {name: median_ms(s.foreground, images, args.runs) for name, s in variants.items()}
+        ours = {name: median_ms(function, images, args.runs) for name, function in variants.items()}
         for name, ms in ours.items():
             print(f"threads {threads}: {name} {ms:.2f} ms/img (preprocess, forward, upsample to 250x250)")
         if mediapipe is not None:
