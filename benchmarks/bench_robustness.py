@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "astronaut.jpg"
 # Boxes (top, bottom, left, right) in the 512x512 example.
 FACE = (95, 170, 190, 260)
-HAIR = (20, 60, 175, 285)
+HAIR = (30, 60, 190, 270)
 CORNERS = ((0, 90, 0, 90), (0, 90, 452, 512))
 
 

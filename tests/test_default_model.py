@@ -8,10 +8,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
+from blurcli.data import SplitData, load_split
+from blurcli.evaluate import evaluate
 from blurcli.io import read_image
 from blurcli.segment import Segmenter
 from blurcli.weights import default_weights, load_checkpoint
+from tests.conftest import REAL_LFW
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 # Boxes (top, bottom, left, right) in the 512x512 example: her face, and the flag in the top-left corner.
@@ -52,3 +56,14 @@ def test_default_model_finds_the_face() -> None:
     top, bottom, left, right = FACE
     assert alpha[top:bottom, left:right].mean() > 0.9
     assert alpha[CORNER[0] : CORNER[1], CORNER[2] : CORNER[3]].mean() < 0.1
+
+
+@pytest.mark.skipif(not REAL_LFW.is_dir(), reason="LFW Part Labels not present in ../shared/data")
+def test_default_model_reaches_the_required_figures_on_100_test_images() -> None:
+    test = load_split(REAL_LFW, "test")
+    picked = np.linspace(0, len(test.names) - 1, 100).round().astype(int)  # fixed, spread over the split
+    sample = SplitData(tuple(test.names[i] for i in picked), test.images[picked], test.masks[picked])
+    figures = evaluate(Segmenter.load(device="cpu"), sample)
+    assert figures["pixel_accuracy"] >= 0.960
+    assert figures["mean_iou"] >= 0.88
+    assert figures["subject_iou"] >= 0.93
