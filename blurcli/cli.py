@@ -291,6 +291,10 @@ def train(
     augment: Annotated[bool, typer.Option(help="Random geometric and photometric augmentation.")] = True,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N images per split.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from <out>.last.pt.")] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Start from this checkpoint's weights (fine-tune); architecture flags must match."),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Train the UNet on LFW Part Labels; keeps the best checkpoint by validation mean IoU."""
@@ -315,6 +319,7 @@ def train(
         augment=augment,
         limit=limit,
         resume=resume,
+        init=init,
     )
     with _progress(
         console,

@@ -48,6 +48,7 @@ class TrainConfig:
     limit: int | None = None
     resume: bool = False
     half: bool = True
+    init: Path | None = None  # start from these weights (fine-tuning); same architecture
 
     def model_config(self) -> UNetConfig:
         return UNetConfig(width=self.width, depth=self.depth, stem_stride=self.stem_stride)
@@ -141,6 +142,8 @@ def train(
     )
     weights = class_weights_from(train_split.masks, len(CLASSES)).to(device) if config.class_weights else None
     start_epoch, best_miou, best_epoch, history = 0, -math.inf, -1, []
+    if config.init is not None and not config.resume:  # a resumed run already holds its start
+        _load_weights(config.init, load_checkpoint(config.init), model)
     if config.resume:
         start_epoch, best_miou, best_epoch, history = _restore(paths.last, model, optimizer, scheduler)
         paths.log.write_text("".join(json.dumps(record) + "\n" for record in history))
@@ -302,15 +305,20 @@ def _restore(
     checkpoint = load_checkpoint(path)
     if checkpoint.resume is None:
         raise BlurcliError(f"{path}: not a resumable checkpoint")
-    if checkpoint.config != model.config:
-        raise UsageError(f"{path}: was trained with {checkpoint.config}, not {model.config}")
-    model.load_state_dict(checkpoint.state_dict)
+    _load_weights(path, checkpoint, model)
     state = checkpoint.resume
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     history = json.loads(state["history"])
     return int(state["epochs_done"]), float(state["best_miou"]), int(state["best_epoch"]), history
+
+
+def _load_weights(path: Path, checkpoint: Checkpoint, model: UNet) -> None:
+    """Copy a checkpoint's weights into `model` (float16 storage becomes float32); same architecture only."""
+    if checkpoint.config != model.config:
+        raise UsageError(f"{path}: was trained with {checkpoint.config}, not {model.config}")
+    model.load_state_dict(checkpoint.state_dict)
 
 
 def plot_history(history: list[dict[str, Any]], path: Path, size: tuple[int, int] = (900, 360)) -> None:

@@ -54,6 +54,17 @@ def test_interrupted_run_resumes_to_the_same_model(lfw_dir: Path, tmp_path: Path
     assert len(out.with_name("m.log.jsonl").read_text().splitlines()) == 3
 
 
+def test_init_starts_from_an_earlier_model(lfw_dir: Path, tmp_path: Path) -> None:
+    earlier = train(_config(lfw_dir, tmp_path / "a" / "m.pt", epochs=1))
+    tuned = train(_config(lfw_dir, tmp_path / "b" / "m.pt", epochs=1, lr=0.0, init=earlier.paths.best))
+    start, end = _weights(earlier.paths.best), _weights(tuned.paths.best)
+    for key, value in start.items():
+        if key.endswith("weight") and value.dim() == 4:  # convolutions; lr 0 leaves them as loaded
+            torch.testing.assert_close(end[key], value, rtol=0, atol=0)
+    with pytest.raises(UsageError, match="was trained with"):
+        train(_config(lfw_dir, tmp_path / "c" / "m.pt", width=6, init=earlier.paths.best))
+
+
 def test_resume_without_an_earlier_run_is_a_usage_error(lfw_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="nothing to resume"):
         train(_config(lfw_dir, tmp_path / "m.pt", resume=True))
