@@ -60,6 +60,8 @@ def test_default_model_finds_the_face() -> None:
 
 @pytest.mark.skipif(not REAL_LFW.is_dir(), reason="LFW Part Labels not present in ../shared/data")
 def test_default_model_reaches_the_required_figures_on_100_test_images() -> None:
+    # The "must reach" figures on a fixed sample. On the whole test split the shipped model
+    # scores 96.59 % / 0.887 / 0.927 (weights/README.md): subject IoU is still short of 0.93 there.
     test = load_split(REAL_LFW, "test")
     picked = np.linspace(0, len(test.names) - 1, 100).round().astype(int)  # fixed, spread over the split
     sample = SplitData(tuple(test.names[i] for i in picked), test.images[picked], test.masks[picked])
