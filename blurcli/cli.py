@@ -295,6 +295,13 @@ def train(
         Path | None,
         typer.Option(help="Start from this checkpoint's weights (fine-tune); architecture flags must match."),
     ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(help="Distil: also learn this model's probabilities on every training batch."),
+    ] = None,
+    distill: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Weight of the teacher's term (the labels get the rest).")
+    ] = 0.5,
     quiet: QuietOption = False,
 ) -> None:
     """Train the UNet on LFW Part Labels; keeps the best checkpoint by validation mean IoU."""
@@ -320,6 +327,8 @@ def train(
         limit=limit,
         resume=resume,
         init=init,
+        teacher=teacher,
+        distill=distill,
     )
     with _progress(
         console,

@@ -15,15 +15,16 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 
 from blurcli.data import CLASSES, NORMALIZATION, SegmentationDataset, load_split
 from blurcli.device import resolve_device
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.evaluate import evaluate
-from blurcli.model import UNet, UNetConfig, count_parameters
+from blurcli.model import UNet, UNetConfig, count_parameters, fuse_batchnorm
 from blurcli.segment import Segmenter
-from blurcli.weights import Checkpoint, load_checkpoint, save_checkpoint
+from blurcli.weights import Checkpoint, build_model, load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class TrainConfig:
     resume: bool = False
     half: bool = True
     init: Path | None = None  # start from these weights (fine-tuning); same architecture
+    teacher: Path | None = None  # distil: also match this model's probabilities on each batch
+    distill: float = 0.5  # weight of the teacher's term; the labels' cross-entropy gets the rest
 
     def model_config(self) -> UNetConfig:
         return UNetConfig(width=self.width, depth=self.depth, stem_stride=self.stem_stride)
@@ -141,6 +144,8 @@ def train(
         optimizer, mode="min", factor=0.5, patience=config.plateau_patience
     )
     weights = class_weights_from(train_split.masks, len(CLASSES)).to(device) if config.class_weights else None
+    teacher = None if config.teacher is None else load_teacher(config.teacher, norm, config, device)
+    objective = Objective(weights, teacher, config.distill)
     start_epoch, best_miou, best_epoch, history = 0, -math.inf, -1, []
     if config.init is not None and not config.resume:  # a resumed run already holds its start
         _load_weights(config.init, load_checkpoint(config.init), model)
@@ -168,7 +173,7 @@ def train(
                 generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
                 pin_memory=device.type == "cuda",
             )
-            train_loss = _train_epoch(model, loader, optimizer, weights, device, use_amp, epoch, on_step)
+            train_loss = _train_epoch(model, loader, optimizer, objective, device, use_amp, epoch, on_step)
             segmenter = Segmenter(
                 model,
                 config.input_size,
@@ -219,11 +224,48 @@ def train(
     )
 
 
+@dataclass(frozen=True)
+class Objective:
+    """The training loss: cross-entropy against the labels, optionally mixed with cross-entropy
+    against a teacher's probabilities on the same batch (knowledge distillation)."""
+
+    weights: torch.Tensor | None = None  # per-class weights of the labels' term
+    teacher: nn.Module | None = None
+    distill: float = 0.5
+
+    def __call__(self, logits: torch.Tensor, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(logits, masks, weight=self.weights)
+        if self.teacher is None:
+            return loss
+        with torch.no_grad():
+            target = torch.softmax(self.teacher(images).float(), dim=1)
+        return (1 - self.distill) * loss + self.distill * F.cross_entropy(logits, target)
+
+
+def load_teacher(
+    path: Path, norm: dict[str, list[float]], config: TrainConfig, device: torch.device
+) -> nn.Module:
+    """A frozen, BatchNorm-folded model that sees the student's batches: same classes and normalisation."""
+    checkpoint = load_checkpoint(path)
+    if tuple(checkpoint.classes) != CLASSES or dict(checkpoint.normalization) != norm:
+        raise UsageError(f"{path}: a teacher needs the classes {CLASSES} and normalisation {norm}")
+    if config.input_size % checkpoint.config.multiple:
+        raise UsageError(
+            f"{path}: --input-size {config.input_size} is not a multiple of {checkpoint.config.multiple}"
+        )
+    if not 0.0 <= config.distill <= 1.0:
+        raise UsageError(f"--distill {config.distill} must lie between 0 and 1")
+    teacher = fuse_batchnorm(build_model(checkpoint, str(path))).to(device)
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher.eval()
+
+
 def _train_epoch(
     model: UNet,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
-    weights: torch.Tensor | None,
+    objective: Objective,
     device: torch.device,
     use_amp: bool,
     epoch: int,
@@ -237,7 +279,7 @@ def _train_epoch(
         masks = masks.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(images)
-        loss = F.cross_entropy(logits.float(), masks, weight=weights)
+        loss = objective(logits.float(), images, masks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

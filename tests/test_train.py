@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from blurcli.errors import UsageError
-from blurcli.train import TrainConfig, TrainingInterrupted, class_weights_from, train
+from blurcli.model import UNet, UNetConfig
+from blurcli.train import Objective, TrainConfig, TrainingInterrupted, class_weights_from, train
 from blurcli.weights import load_checkpoint
 
 
@@ -63,6 +64,32 @@ def test_init_starts_from_an_earlier_model(lfw_dir: Path, tmp_path: Path) -> Non
             torch.testing.assert_close(end[key], value, rtol=0, atol=0)
     with pytest.raises(UsageError, match="was trained with"):
         train(_config(lfw_dir, tmp_path / "c" / "m.pt", width=6, init=earlier.paths.best))
+
+
+def test_distillation_objective_mixes_labels_and_teacher() -> None:
+    torch.manual_seed(0)
+    teacher = UNet(UNetConfig(width=4, depth=2, stem_stride=1)).eval()
+    images, masks = torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16))
+    with torch.no_grad():
+        copy = teacher(images)
+    labels_only = Objective()(copy, images, masks)
+    torch.testing.assert_close(labels_only, torch.nn.functional.cross_entropy(copy, masks))
+    # A student that already predicts what the teacher does gets no gradient from the teacher's term.
+    student = copy.clone().requires_grad_(True)
+    Objective(teacher=teacher, distill=1.0)(student, images, masks).backward()
+    assert student.grad.abs().max() < 1e-7
+    mixed = Objective(teacher=teacher, distill=0.25)(copy, images, masks)
+    soft = Objective(teacher=teacher, distill=1.0)(copy, images, masks)
+    torch.testing.assert_close(mixed, 0.75 * labels_only + 0.25 * soft)
+
+
+def test_training_with_a_teacher_runs_and_checks_the_teacher(lfw_dir: Path, tmp_path: Path) -> None:
+    teacher = train(_config(lfw_dir, tmp_path / "t" / "m.pt", epochs=1, width=6))
+    student = train(_config(lfw_dir, tmp_path / "s" / "m.pt", epochs=2, teacher=teacher.paths.best))
+    assert len(student.history) == 2 and np.isfinite(student.history[-1]["train_loss"])
+    assert load_checkpoint(student.paths.best).info["train"]["teacher"] == str(teacher.paths.best)
+    with pytest.raises(UsageError, match="not a multiple"):
+        train(_config(lfw_dir, tmp_path / "x" / "m.pt", input_size=34, depth=1, teacher=teacher.paths.best))
 
 
 def test_resume_without_an_earlier_run_is_a_usage_error(lfw_dir: Path, tmp_path: Path) -> None:
