@@ -15,6 +15,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 
 from blurcli.model import UNet, UNetConfig, count_parameters
-from blurcli.segment import Segmenter, upsample
+from blurcli.resample import upsample
+from blurcli.segment import Segmenter
 from blurcli.weights import Checkpoint, load_checkpoint, resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,11 +74,11 @@ def without_inference_mode(
     segmenter: Segmenter, context: Callable[[], object]
 ) -> Callable[[np.ndarray], object]:
     """`segmenter.foreground` run under `context` (e.g. torch.no_grad) instead of inference_mode."""
-    plain = Segmenter.probabilities.__wrapped__  # the method without its inference_mode decorator
+    plain = Segmenter.forward.__wrapped__  # the method without its inference_mode decorator
 
     def foreground(image: np.ndarray) -> np.ndarray:
         with context():
-            probs = plain(segmenter, [image], subject_only=True)[0]
+            probs = plain(segmenter, [segmenter.prepare(image)], subject_only=True)[0]
         return upsample(probs, image.shape[:2])
 
     return foreground
@@ -115,15 +117,19 @@ def main() -> None:
     images = sample_images(args.images)
     checkpoint, label = build_checkpoint(args.weights, args.arch)
     segmenter = Segmenter.from_checkpoint(checkpoint, "cpu")
-    variants = {"blurcli": segmenter.foreground}
+    variants = {
+        "blurcli": partial(segmenter.foreground, refine=None),
+        "  + guided-filter refinement (blur's default)": segmenter.foreground,
+    }
     if args.ablation:
         variants["  no_grad instead of inference_mode"] = without_inference_mode(segmenter, torch.no_grad)
-        variants["  without channels-last"] = Segmenter.from_checkpoint(
-            checkpoint, "cpu", channels_last=False
-        ).foreground
-        variants["  without channels-last, BN not folded"] = Segmenter.from_checkpoint(
-            checkpoint, "cpu", fuse=False, channels_last=False
-        ).foreground
+        variants["  without channels-last"] = partial(
+            Segmenter.from_checkpoint(checkpoint, "cpu", channels_last=False).foreground, refine=None
+        )
+        variants["  without channels-last, BN not folded"] = partial(
+            Segmenter.from_checkpoint(checkpoint, "cpu", fuse=False, channels_last=False).foreground,
+            refine=None,
+        )
     mediapipe = mediapipe_segmenter()
     print(f"model: {label}, input {checkpoint.input_size}, {len(images)} images of 250x250, {args.runs} runs")
     all_threads = torch.get_num_threads()

@@ -8,7 +8,8 @@ import numpy as np
 
 from blurcli.data import SplitData
 from blurcli.metrics import SegmentationMetrics
-from blurcli.segment import Segmenter, upsample
+from blurcli.resample import upsample
+from blurcli.segment import Segmenter
 
 
 def evaluate(

@@ -1,31 +1,95 @@
-"""Read and write images: clear errors for bad files, atomic writes, bytes in and out for pipelines."""
+"""Read and write images as users have them: any common format, grey/alpha/16-bit kept, EXIF
+orientation applied, EXIF/ICC carried over, bombs refused, clear errors, atomic writes."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from blurcli.errors import BlurcliError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-_MAGIC = (
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"BM", ".bmp"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
+from blurcli.headers import (
+    exif_orientation,
+    image_size,
+    png_icc_profile,
+    sniff_format,
+    tiff_tags,
+    with_upright_orientation,
 )
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 120_000_000  # above any phone or most cameras; a bigger file is likely a bomb
+# Formats OpenCV writes EXIF and ICC metadata into; its TIFF and BMP encoders take none.
+_METADATA_FORMATS = (".jpg", ".jpeg", ".png", ".webp")
+# What each output format can hold: (alpha channel, 16-bit samples).
+_CAPABILITIES = {
+    ".jpg": (False, False),
+    ".jpeg": (False, False),
+    ".webp": (True, False),
+    ".bmp": (True, False),
+    ".png": (True, True),
+    ".tif": (True, True),
+    ".tiff": (True, True),
+}
+_ORIENT = {  # EXIF orientation -> how to make the stored pixels upright
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: a.swapaxes(0, 1)[:, ::-1],
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: a.swapaxes(0, 1)[::-1],
+}
 
-def sniff_format(data: bytes) -> str | None:
-    """The extension that matches the file's magic bytes ('.jpg', '.png', ...), or None."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    return next((ext for magic, ext in _MAGIC if data.startswith(magic)), None)
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo, upright, with the metadata worth keeping.
+
+    `pixels` is (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, uint8 or uint16; `exif` (orientation
+    already reset to upright) and `icc` are raw blobs or None; `format` is the source's extension.
+    """
+
+    pixels: np.ndarray
+    exif: bytes | None = None
+    icc: bytes | None = None
+    format: str | None = None
+
+    @property
+    def colour(self) -> np.ndarray:
+        """The colour channels without alpha: (H, W) or (H, W, 3)."""
+        return self.pixels[..., :3] if self.has_alpha else self.pixels
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.pixels.ndim == 3 and self.pixels.shape[2] == 4
+
+    def with_colour(self, colour: np.ndarray) -> Photo:
+        """The same photo with new colour channels; alpha (if any) is kept untouched."""
+        if self.has_alpha:
+            colour = np.concatenate([colour, self.pixels[..., 3:]], axis=-1)
+        return replace(self, pixels=colour)
+
+
+def to_rgb8(pixels: np.ndarray) -> np.ndarray:
+    """Any photo's pixels -> (H, W, 3) uint8 RGB, what the model sees (alpha dropped)."""
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[..., :3]
+    pixels = to_8bit(pixels)
+    if pixels.ndim == 2:
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+    return np.ascontiguousarray(pixels)
+
+
+def to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8 with rounding (65535 -> 255); uint8 passes through."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
 def _truncation(data: bytes, fmt: str | None) -> str | None:
@@ -39,18 +103,67 @@ def _truncation(data: bytes, fmt: str | None) -> str | None:
     return None
 
 
-def decode_image(data: bytes, source: str) -> np.ndarray:
-    """Encoded bytes -> (H, W, 3) uint8 RGB; `source` names the file in errors."""
+def check_size(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse an image whose header declares more than `max_pixels`, before decoding anything."""
+    size = image_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        width, height = size
+        raise BlurcliError(
+            f"{source}: {width}x{height} is {width * height / 1e6:.0f} MP, over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels if the file is trusted)"
+        )
+
+
+def decode_photo(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Encoded bytes -> upright Photo with grey/alpha/16-bit kept; `source` names the file in errors."""
     if not data:
         raise BlurcliError(f"{source}: empty file")
     fmt = sniff_format(data)
     reason = _truncation(data, fmt)
     if reason:
         raise BlurcliError(f"{source}: {reason}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
+    check_size(data, source, max_pixels)
+    pixels, kinds, blobs = cv2.imdecodeWithMetadata(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.size == 0:
         raise BlurcliError(f"{source}: not an image, or a format OpenCV cannot read")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    kinds = () if kinds is None else [int(kind) for kind in np.ravel(kinds)]
+    found = {kind: blob.tobytes() for kind, blob in zip(kinds, blobs or (), strict=False)}
+    exif = found.get(cv2.IMAGE_METADATA_EXIF)
+    orientation = _tiff_orientation(data) if fmt == ".tif" else exif_orientation(exif)
+    pixels = _standard_layout(pixels, source)
+    if orientation in _ORIENT:
+        pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
+    return Photo(
+        pixels=pixels,
+        exif=with_upright_orientation(exif) if exif else None,
+        icc=found.get(cv2.IMAGE_METADATA_ICCP) or (png_icc_profile(data) if fmt == ".png" else None),
+        format=fmt,
+    )
+
+
+def _tiff_orientation(data: bytes) -> int:
+    value = tiff_tags(data, {0x0112}).get(0x0112, (1, 0))[0]
+    return value if 1 <= value <= 8 else 1
+
+
+def _standard_layout(pixels: np.ndarray, source: str) -> np.ndarray:
+    """OpenCV's BGR(A) uint8/uint16 -> RGB(A) or 2-D grey; other sample types are refused."""
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise BlurcliError(f"{source}: {pixels.dtype} samples are not supported (8- or 16-bit only)")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        return pixels[..., 0]
+    if pixels.ndim == 2:
+        return pixels
+    if pixels.shape[2] == 3:
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    if pixels.shape[2] == 4:
+        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
+    raise BlurcliError(f"{source}: {pixels.shape[2]}-channel images are not supported")
+
+
+def decode_image(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Encoded bytes -> (H, W, 3) uint8 RGB, upright; for code that only wants colour pixels."""
+    return to_rgb8(decode_photo(data, source, max_pixels).pixels)
 
 
 def read_bytes(path: Path) -> bytes:
@@ -67,26 +180,73 @@ def read_bytes(path: Path) -> bytes:
         raise BlurcliError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
+def read_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Image file -> upright Photo (see decode_photo)."""
+    return decode_photo(read_bytes(path), str(path), max_pixels)
+
+
 def read_image(path: Path) -> np.ndarray:
-    """Image file -> (H, W, 3) uint8 RGB (EXIF orientation applied by OpenCV)."""
-    return decode_image(read_bytes(path), str(path))
+    """Image file -> (H, W, 3) uint8 RGB, upright."""
+    return to_rgb8(read_photo(path).pixels)
 
 
-def encode_image(image: np.ndarray, ext: str, quality: int = 95) -> bytes:
-    """(H, W, 3) uint8 RGB or (H, W) uint8 -> encoded bytes in the format named by `ext`."""
+def normalize_extension(ext: str) -> str:
+    """'PNG', 'png' or '.png' -> '.png'; an unsupported format is a clear error."""
     ext = ext.lower() if ext.startswith(".") else f".{ext.lower()}"
     if ext not in IMAGE_EXTENSIONS:
         raise BlurcliError(f"cannot write '{ext}' images (use one of {', '.join(IMAGE_EXTENSIONS)})")
-    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    return ext
+
+
+def fit_to_format(pixels: np.ndarray, ext: str) -> np.ndarray:
+    """Drop what the format cannot hold: alpha for JPEG, 16-bit samples for JPEG, WebP and BMP."""
+    keeps_alpha, keeps_16bit = _CAPABILITIES[normalize_extension(ext)]
+    if not keeps_alpha and pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[..., :3]
+    return pixels if keeps_16bit else to_8bit(pixels)
+
+
+def encode_image(
+    image: np.ndarray,
+    ext: str,
+    quality: int = 95,
+    exif: bytes | None = None,
+    icc: bytes | None = None,
+) -> bytes:
+    """(H, W[, 3|4]) uint8/uint16 RGB(A) or grey -> bytes in the format named by `ext`.
+
+    EXIF and ICC blobs are embedded where OpenCV can (JPEG, PNG, WebP); `quality` is JPEG/WebP's.
+    """
+    ext = normalize_extension(ext)
+    pixels = fit_to_format(image, ext)
+    if pixels.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        pixels = cv2.cvtColor(pixels, code)
     params = {
         ".jpg": [cv2.IMWRITE_JPEG_QUALITY, quality],
         ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality],
         ".webp": [cv2.IMWRITE_WEBP_QUALITY, quality],
     }.get(ext, [])
-    ok, buffer = cv2.imencode(ext, pixels, params)
+    kinds, blobs = [], []
+    for kind, blob in ((cv2.IMAGE_METADATA_EXIF, exif), (cv2.IMAGE_METADATA_ICCP, icc)):
+        if blob and ext in _METADATA_FORMATS:
+            kinds.append(kind)
+            blobs.append(np.frombuffer(blob, np.uint8))
+    try:
+        if kinds:
+            ok, buffer = cv2.imencodeWithMetadata(ext, pixels, kinds, blobs, params)
+        else:
+            ok, buffer = cv2.imencode(ext, pixels, params)
+    except cv2.error as error:
+        raise BlurcliError(f"could not encode the image as {ext} ({error.err})") from None
     if not ok:
         raise BlurcliError(f"could not encode the image as {ext}")
     return buffer.tobytes()
+
+
+def encode_photo(photo: Photo, ext: str, quality: int = 95) -> bytes:
+    """A Photo -> encoded bytes, carrying its EXIF and ICC where the format allows."""
+    return encode_image(photo.pixels, ext, quality, photo.exif, photo.icc)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -106,9 +266,19 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
-    """Encode by `path`'s extension and write atomically."""
+def write_file(path: Path, data: bytes) -> None:
+    """write_bytes_atomic with a one-line error naming the file."""
     try:
-        write_bytes_atomic(path, encode_image(image, path.suffix, quality))
+        write_bytes_atomic(path, data)
     except OSError as error:
         raise BlurcliError(f"{path}: cannot write ({error.strerror or error})") from None
+
+
+def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
+    """Encode by `path`'s extension and write atomically."""
+    write_file(path, encode_image(image, path.suffix, quality))
+
+
+def write_photo(path: Path, photo: Photo, quality: int = 95) -> None:
+    """Encode a Photo (with its metadata) by `path`'s extension and write atomically."""
+    write_file(path, encode_photo(photo, path.suffix, quality))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -13,7 +12,16 @@ from torch import nn
 from blurcli.data import resize_for_model, to_tensor
 from blurcli.device import resolve_device
 from blurcli.model import fuse_batchnorm
+from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_guide
 from blurcli.weights import Checkpoint, build_model, load_checkpoint, resolve_weights
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One photo ready for the network: `pixels` resized and padded, `size` (h, w) before padding."""
+
+    pixels: np.ndarray
+    size: tuple[int, int]
 
 
 @dataclass
@@ -66,26 +74,30 @@ class Segmenter:
         path = resolve_weights(weights, on_progress)
         return cls.from_checkpoint(load_checkpoint(path), device, str(path))
 
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """(H, W, 3) uint8 RGB -> the model's input (resized, padded); cheap, safe on any thread."""
+        padded, size = resize_for_model(image, self.input_size, self.multiple)
+        return Prepared(padded, size)
+
     @torch.inference_mode()
-    def probabilities(
-        self, images: Sequence[np.ndarray], batch_size: int = 16, subject_only: bool = False
+    def forward(
+        self, prepared: Sequence[Prepared], batch_size: int = 16, subject_only: bool = False
     ) -> list[np.ndarray]:
-        """(H, W, 3) uint8 RGB images -> per image (h, w, C) float32 class probabilities at model size.
+        """Prepared inputs -> per image (h, w, C) float32 class probabilities at model size.
 
         (h, w) keeps each photo's aspect ratio with its longer side at the model's input size.
-        Images of equal size share a forward pass. `subject_only` returns (h, w) subject probability
-        (1 - background) instead, which is all blurring needs and cheaper to move around.
+        Inputs of equal shape share a forward pass. `subject_only` returns (h, w) subject
+        probability (1 - background) instead, which is all blurring needs and cheaper to move.
         """
         self.model.eval()
-        prepared = [resize_for_model(image, self.input_size, self.multiple) for image in images]
-        results: list[np.ndarray | None] = [None] * len(images)
+        results: list[np.ndarray | None] = [None] * len(prepared)
         by_shape: dict[tuple[int, ...], list[int]] = {}
-        for index, (padded, _) in enumerate(prepared):
-            by_shape.setdefault(padded.shape, []).append(index)
+        for index, item in enumerate(prepared):
+            by_shape.setdefault(item.pixels.shape, []).append(index)
         for indices in by_shape.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                batch = np.stack([prepared[i][0] for i in chunk])
+                batch = np.stack([prepared[i].pixels for i in chunk])
                 tensor = to_tensor(batch, self.mean, self.std).to(self.device)
                 if self.channels_last:
                     tensor = tensor.contiguous(memory_format=torch.channels_last)
@@ -95,24 +107,24 @@ class Segmenter:
                 else:
                     probs = probs.permute(0, 2, 3, 1).cpu().numpy()
                 for i, prob in zip(chunk, probs, strict=True):
-                    height, width = prepared[i][1]
+                    height, width = prepared[i].size
                     results[i] = np.ascontiguousarray(prob[:height, :width])
         return results  # type: ignore[return-value]
 
-    def foreground(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (H, W) float32 subject (skin + hair) probability at full size."""
-        return upsample(self.probabilities([image], subject_only=True)[0], image.shape[:2])
+    def probabilities(
+        self, images: Sequence[np.ndarray], batch_size: int = 16, subject_only: bool = False
+    ) -> list[np.ndarray]:
+        """(H, W, 3) uint8 RGB images -> their probabilities at model size (see `forward`)."""
+        return self.forward([self.prepare(image) for image in images], batch_size, subject_only)
 
-    def class_map(self, image: np.ndarray) -> np.ndarray:
+    def foreground(self, image: np.ndarray, refine: RefineOptions | None = RefineOptions()) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (H, W) float32 subject (skin + hair) probability at full size.
+
+        The mask follows the photo's edges (guided filter) unless `refine` is None (bilinear).
+        """
+        low = self.probabilities([image], subject_only=True)[0]
+        return enlarge_mask(low, grey_guide(image), refine)
+
+    def class_map(self, image: np.ndarray, refine: RefineOptions | None = RefineOptions()) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W) uint8 class indices at full size."""
-        probs = self.probabilities([image])[0]
-        return upsample(probs, image.shape[:2]).argmax(axis=-1).astype(np.uint8)
-
-
-def upsample(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an (h, w[, C]) float32 map to (H, W[, C]); smooth, no blocky mask edges."""
-    height, width = size
-    if values.shape[:2] == (height, width):
-        return values
-    resized = cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR)
-    return resized.reshape(height, width, *values.shape[2:])
+        return enlarge_classes(self.probabilities([image])[0], grey_guide(image), refine)

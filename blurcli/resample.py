@@ -1,0 +1,66 @@
+"""Resampling by whole factors, a strip of rows at a time, so full-resolution float copies of a
+50 MP photo never exist: memory stays near the size of the photo itself."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import cv2
+import numpy as np
+
+STRIP_ROWS = 256
+
+
+def strips(height: int, rows: int = STRIP_ROWS, multiple: int = 1) -> Iterator[slice]:
+    """Consecutive row slices covering `height`, each a multiple of `multiple` rows (the last may be less)."""
+    step = max(multiple, rows // multiple * multiple)
+    for start in range(0, height, step):
+        yield slice(start, min(start + step, height))
+
+
+def small_shape(height: int, width: int, factor: int) -> tuple[int, int]:
+    """(rows, cols) of a photo reduced by `factor`: whole blocks of rows, nearest width."""
+    return math.ceil(height / factor), max(1, round(width / factor))
+
+
+def downsample(rows_of: Callable[[slice], np.ndarray], height: int, width: int, factor: int) -> np.ndarray:
+    """Area-average the (height, width[, C]) image that `rows_of(slice)` yields strip by strip.
+
+    Each output row averages `factor` input rows exactly; columns use OpenCV's area resampling.
+    `rows_of` may compute its strip on the fly (a product, a conversion), so the full image it
+    stands for is never held in memory.
+    """
+    small_rows, small_cols = small_shape(height, width, factor)
+    parts = []
+    for rows in strips(height, multiple=factor):
+        strip = rows_of(rows)
+        count = math.ceil((rows.stop - rows.start) / factor)
+        parts.append(cv2.resize(strip, (small_cols, count), interpolation=cv2.INTER_AREA))
+    small = np.concatenate(parts, axis=0)
+    assert small.shape[0] == small_rows
+    return small
+
+
+def upsample_rows(small: np.ndarray, factor: int, rows: slice, width: int) -> np.ndarray:
+    """Rows `rows` of the bilinear enlargement of `small` by `factor` (pixel centres aligned).
+
+    Equals the same rows of `cv2.resize(small, (width, rows_small * factor))`, computed from a
+    window of `small` only; neighbouring rows outside the window are included so seams vanish.
+    """
+    if factor == 1 and small.shape[1] == width:
+        return small[rows]
+    first = max(0, rows.start // factor - 1)
+    last = min(small.shape[0], math.ceil(rows.stop / factor) + 1)
+    window = cv2.resize(small[first:last], (width, (last - first) * factor), interpolation=cv2.INTER_LINEAR)
+    offset = first * factor
+    return window[rows.start - offset : rows.stop - offset]
+
+
+def upsample(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (h, w[, C]) float32 map to (H, W[, C]); smooth, no blocky mask edges."""
+    height, width = size
+    if values.shape[:2] == (height, width):
+        return values
+    resized = cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR)
+    return resized.reshape(height, width, *values.shape[2:])
