@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +25,9 @@ from rich.table import Table
 from blurcli import pipeline
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.pipeline import FileResult
+from blurcli.io import DEFAULT_MAX_PIXELS
+from blurcli.pipeline import FileResult, RunOptions
+from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
 
 
@@ -57,6 +61,7 @@ WeightsOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+DEFAULT_JOBS = min(8, os.cpu_count() or 1)
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 
 
@@ -75,12 +80,13 @@ def _load_segmenter(weights: str | None, device: str, console: Console) -> Segme
         return Segmenter.load(weights, device, on_progress)
 
 
-def _file_progress(console: Console) -> Progress:
+def _file_progress(console: Console, *extra: Any) -> Progress:
     return _progress(
         console,
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *extra,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
@@ -91,62 +97,113 @@ def _progress(console: Console, *columns: Any) -> Progress:
     return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
 
 
-def _run_files(
-    inputs: list[Path],
-    outputs: list[Path],
-    transform: pipeline.Transform,
-    quality: int,
-    console: Console,
+def _write_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _plan(
+    images: list[str],
+    output: Path | None,
+    recursive: bool,
+    fmt: str | None,
+    suffix: str,
+    folder_suffix: str,
+    as_json: bool,
+) -> list[pipeline.Job]:
+    """Turn the command line's inputs into jobs; '-' is stdin and stands alone."""
+    if "-" in images:
+        if len(images) > 1:
+            raise UsageError("'-' (stdin) cannot be mixed with other inputs")
+        if as_json and output is None:
+            raise UsageError("--json writes to stdout; give -o FILE when the image comes from stdin")
+        return [pipeline.stdio_job(output, fmt)]
+    inputs = pipeline.find_inputs(images, recursive, suffix, output)
+    if not inputs:
+        raise UsageError(
+            f"no images found in {', '.join(images)}" + ("" if recursive else " (try --recursive)")
+        )
+    return pipeline.plan_jobs(inputs, output, suffix, fmt, folder_suffix)
+
+
+def _run_jobs(
+    jobs: list[pipeline.Job],
+    runner: pipeline.Runner,
     verb: str,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
-    """Process files with a progress bar, report failures by name, exit 1 if any failed."""
-    with _file_progress(console) as progress:
-        task = progress.add_task(verb, total=len(inputs))
+    """Run with a progress bar (files, images/s, ETA) on stderr, errors by name, a summary; exit 1
+    if any file failed. --json adds one line per file on stdout."""
+    console, errors = _console(quiet), _console()
+    started = time.perf_counter()
+    rate = TextColumn("{task.fields[rate]:.1f} img/s")
+    with _file_progress(console, rate) as progress:
+        task = progress.add_task(verb, total=len(jobs), rate=0.0)
 
         def on_result(result: FileResult) -> None:
-            progress.advance(task)
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            done = progress.tasks[0].completed + 1
+            progress.update(task, advance=1, rate=done / elapsed)
             if result.status == "failed":
-                progress.console.print(f"[bold red]error:[/] {result.error}", highlight=False, soft_wrap=True)
-            else:
-                progress.console.print(f"{result.input} -> {result.output}", highlight=False, soft_wrap=True)
+                errors.print(f"[bold red]error:[/] {result.error}", highlight=False, soft_wrap=True)
+            if as_json:
+                sys.stdout.write(result.to_json() + "\n")
+                sys.stdout.flush()
 
-        results = pipeline.process_files(inputs, outputs, transform, quality, on_result)
-    failed = sum(r.status == "failed" for r in results)
-    if len(results) > 1:
-        console.print(f"{len(results) - failed} done, {failed} failed")
-    if failed:
+        results = runner.run(jobs, on_result)
+    seconds = time.perf_counter() - started
+    counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "failed")}
+    if len(results) > 1 or counts["skipped"]:
+        console.print(
+            f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+            f"in {seconds:.1f} s ({counts['done'] / max(seconds, 1e-9):.1f} images/s)",
+            highlight=False,
+        )
+    if counts["failed"]:
         raise typer.Exit(1)
 
 
-def _split_stdin(images: list[str]) -> tuple[bool, list[Path]]:
-    if "-" in images and len(images) > 1:
-        raise UsageError("'-' (stdin) cannot be mixed with other inputs")
-    return images == ["-"], [Path(i) for i in images if i != "-"]
-
-
-def _stdio(transform: pipeline.Transform, output: Path | None, fmt: str | None, quality: int) -> None:
-    """stdin -> stdout (or -o file): nothing but image bytes on stdout."""
-    data = sys.stdin.buffer.read()
-    extension = fmt or (output.suffix if output else None)
-    encoded = pipeline.process_bytes(data, transform, extension, quality)
-    if output is None:
-        sys.stdout.buffer.write(encoded)
-        sys.stdout.buffer.flush()
-    else:
-        from blurcli.io import write_bytes_atomic
-
-        write_bytes_atomic(output, encoded)
+ImagesArgument = Annotated[
+    list[str],
+    typer.Argument(
+        help="Photos, folders or glob patterns; '-' reads one image from stdin.", show_default=False
+    ),
+]
+RecursiveOption = Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders too.")]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip them, so reruns resume).")
+]
+FormatOption = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help="Output format: jpg, png, webp, bmp or tif. Default: the input's."),
+]
+QualityOption = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")]
+JobsOption = Annotated[
+    int, typer.Option("--jobs", "-j", min=1, help="Threads decoding and encoding beside the model.")
+]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Photos per model pass.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="One JSON line per file on stdout (input, output, status, error, ms).")
+]
+MaxPixelsOption = Annotated[
+    int, typer.Option("--max-pixels", min=1, help="Refuse larger images (decompression bombs).")
+]
+RefineFlag = Annotated[
+    bool, typer.Option("--refine/--no-refine", help="Snap the mask to the photo's edges (guided filter).")
+]
 
 
 @app.command()
 def blur(
-    images: Annotated[list[str], typer.Argument(help="Photos to blur; '-' reads stdin and writes stdout.")],
+    images: ImagesArgument,
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
             "-o",
-            help="Output file (one input) or folder. Default: <stem>_blurred.<ext> beside the input.",
+            help="Output file (one input) or folder (mirrors input folders). "
+            "Default: <stem>_blurred.<ext> beside each input.",
         ),
     ] = None,
     strength: Annotated[
@@ -155,37 +212,46 @@ def blur(
     feather: Annotated[
         float, typer.Option(min=0.0, max=0.05, help="Mask edge softening, fraction of the diagonal.")
     ] = DEFAULT_FEATHER,
-    fmt: Annotated[
-        str | None, typer.Option("--format", help="Output format for stdout, e.g. png or jpg.")
-    ] = None,
-    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    recursive: RecursiveOption = False,
+    overwrite: OverwriteOption = False,
+    fmt: FormatOption = None,
+    quality: QualityOption = 95,
+    jobs: JobsOption = DEFAULT_JOBS,
+    batch_size: BatchOption = 8,
+    as_json: JsonOption = False,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    refine: RefineFlag = True,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """Blur the background of photos, keeping the person sharp."""
-    console = _console(quiet)
-    from_stdin, paths = _split_stdin(images)
-    outputs = None if from_stdin else pipeline.plan_outputs(paths, output, "_blurred")
-    segmenter = _load_segmenter(weights, device, console)
+    planned = _plan(images, output, recursive, fmt, "_blurred", "_blurred", as_json)
+    segmenter = _load_segmenter(weights, device, _console(quiet))
     options = BlurOptions(strength=strength, feather=feather)
-
-    def transform(image: Any) -> Any:
-        return pipeline.blur_image(segmenter, image, options)
-
-    if from_stdin:
-        _stdio(transform, output, _extension(fmt), quality)
-    else:
-        _run_files(paths, outputs, transform, quality, console, "blurring")
+    refinement = RefineOptions() if refine else None
+    runner = pipeline.Runner(
+        segmenter,
+        lambda photo, low: pipeline.blur_photo(photo, low, options, refinement),
+        subject_only=True,
+        options=RunOptions(batch_size, jobs, quality, max_pixels, overwrite),
+        read_stdin=sys.stdin.buffer.read,
+        write_stdout=_write_stdout,
+    )
+    _run_jobs(planned, runner, "blurring", as_json, quiet)
 
 
 @app.command()
 def predict(
-    images: Annotated[
-        list[str], typer.Argument(help="Photos to segment; '-' reads stdin and writes stdout.")
-    ],
+    images: ImagesArgument,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output folder for <stem>.png (required for files).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (one input) or folder of <stem>.png masks (mirrors input folders). "
+            "Default: <stem>_mask.png beside each input.",
+        ),
     ] = None,
     classes: Annotated[
         bool, typer.Option("--classes", help="Write class indices 0/1/2 instead of alpha.")
@@ -193,6 +259,17 @@ def predict(
     show: Annotated[
         bool, typer.Option("--overlay", help="Write a coloured overlay for checking by eye.")
     ] = False,
+    recursive: RecursiveOption = False,
+    overwrite: OverwriteOption = False,
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="Output format (default png; masks want lossless).")
+    ] = None,
+    quality: QualityOption = 95,
+    jobs: JobsOption = DEFAULT_JOBS,
+    batch_size: BatchOption = 8,
+    as_json: JsonOption = False,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    refine: RefineFlag = True,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -201,20 +278,18 @@ def predict(
     if classes and show:
         raise UsageError("--classes and --overlay cannot be used together")
     mode: pipeline.PredictMode = "classes" if classes else "overlay" if show else "alpha"
-    console = _console(quiet)
-    from_stdin, paths = _split_stdin(images)
-    if not from_stdin and output is None:
-        raise UsageError("predict needs --output DIR for its masks")
-    outputs = None if from_stdin else pipeline.plan_outputs(paths, output, "", ".png")
-    segmenter = _load_segmenter(weights, device, console)
-
-    def transform(image: Any) -> Any:
-        return pipeline.predict_image(segmenter, image, mode)
-
-    if from_stdin:
-        _stdio(transform, output, ".png", 95)
-    else:
-        _run_files(paths, outputs, transform, 95, console, "segmenting")
+    planned = _plan(images, output, recursive, fmt or "png", "_mask", "", as_json)
+    segmenter = _load_segmenter(weights, device, _console(quiet))
+    refinement = RefineOptions() if refine else None
+    runner = pipeline.Runner(
+        segmenter,
+        lambda photo, low: pipeline.mask_photo(photo, low, mode, refinement),
+        subject_only=mode == "alpha",
+        options=RunOptions(batch_size, jobs, quality, max_pixels, overwrite),
+        read_stdin=sys.stdin.buffer.read,
+        write_stdout=_write_stdout,
+    )
+    _run_jobs(planned, runner, "segmenting", as_json, quiet)
 
 
 @app.command("eval")
@@ -359,10 +434,6 @@ def train(
         soft_wrap=True,
         highlight=False,
     )
-
-
-def _extension(fmt: str | None) -> str | None:
-    return None if fmt is None else fmt if fmt.startswith(".") else f".{fmt}"
 
 
 def main() -> None:

@@ -151,10 +151,10 @@ def test_predict_overlay_is_a_colour_image(photos: list[Path], tiny_weights: Pat
     assert read_image(tmp_path / "m" / "b.png").shape == (50, 50, 3)
 
 
-def test_predict_needs_an_output_folder(photos: list[Path], tiny_weights: Path) -> None:
+def test_predict_writes_masks_beside_the_inputs_by_default(photos: list[Path], tiny_weights: Path) -> None:
     result = _run("predict", photos[0], "--weights", tiny_weights)
-    assert result.exit_code == 2
-    assert "--output" in result.stderr
+    assert result.exit_code == 0, result.output
+    assert read_image(photos[0].with_name("a_mask.png")).shape == (60, 80, 3)
 
 
 def test_stdin_to_stdout_through_a_real_process(tiny_weights: Path) -> None:
