@@ -301,9 +301,14 @@ def evaluate_command(
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N images.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout.")] = False,
+    refine: RefineFlag = True,
     quiet: QuietOption = False,
 ) -> None:
-    """Score a model on an LFW Part Labels split (pooled confusion matrix, at 250x250)."""
+    """Score a model on an LFW Part Labels split (pooled confusion matrix, at 250x250).
+
+    Masks follow the photo's edges as in `blur` and `predict`; --no-refine scores the model's
+    output resized bilinearly.
+    """
     from blurcli.data import load_split
     from blurcli.evaluate import evaluate
 
@@ -313,9 +318,14 @@ def evaluate_command(
     with _file_progress(console) as progress:
         task = progress.add_task(f"scoring {split}", total=len(data_split.names))
         result = evaluate(
-            segmenter, data_split, batch_size, lambda done, total: progress.update(task, completed=done)
+            segmenter,
+            data_split,
+            batch_size,
+            lambda done, total: progress.update(task, completed=done),
+            RefineOptions() if refine else None,
         )
     result["split"] = split
+    result["refined"] = refine
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

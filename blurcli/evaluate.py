@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from blurcli.data import SplitData
 from blurcli.metrics import SegmentationMetrics
+from blurcli.refine import RefineOptions, grey_guide, refine_classes
 from blurcli.resample import upsample
 from blurcli.segment import Segmenter
 
@@ -17,11 +19,13 @@ def evaluate(
     split: SplitData,
     batch_size: int = 32,
     on_progress: Callable[[int, int], None] | None = None,
+    refine: RefineOptions | None = None,
 ) -> dict:
-    """Predict at model size, resize probabilities to each mask's size, then score the whole split.
+    """Predict at model size, bring the prediction to each mask's size, then score the whole split.
 
-    Returns SegmentationMetrics.compute()'s dict plus `loss` (mean per-pixel cross-entropy at
-    label resolution) and `images`.
+    With `refine`, class maps follow the photo's edges as `blurcli blur` and `predict` do; without,
+    probabilities are resized bilinearly. Returns SegmentationMetrics.compute()'s dict plus `loss`
+    (mean per-pixel cross-entropy of the bilinearly resized probabilities) and `images`.
     """
     metrics = SegmentationMetrics(class_names=segmenter.classes)
     total_nll, total_pixels = 0.0, 0
@@ -29,12 +33,17 @@ def evaluate(
     for start in range(0, count, batch_size):
         images = split.images[start : start + batch_size]
         masks = split.masks[start : start + batch_size]
-        for probs, mask in zip(segmenter.probabilities(list(images), batch_size), masks, strict=True):
+        batch = segmenter.probabilities(list(images), batch_size)
+        for image, probs, mask in zip(images, batch, masks, strict=True):
             full = upsample(probs, mask.shape)
             picked = np.take_along_axis(full, mask[..., None].astype(np.intp), axis=-1)
             total_nll += float(-np.log(np.clip(picked, 1e-7, 1.0)).sum())
             total_pixels += mask.size
-            metrics.update(full.argmax(axis=-1).astype(np.uint8), mask)
+            if refine is None:
+                metrics.update(full.argmax(axis=-1).astype(np.uint8), mask)
+            else:
+                guide = grey_guide(cv2.resize(image, mask.shape[::-1], interpolation=cv2.INTER_AREA))
+                metrics.update(refine_classes(probs, guide, refine), mask)
         if on_progress:
             on_progress(min(start + batch_size, count), count)
     result = metrics.compute()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from blurcli.model import UNet, UNetConfig
+from blurcli.weights import Checkpoint, save_checkpoint
 from tests.lfw_fake import make_lfw_dataset
 
 REAL_LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-parts"
@@ -29,3 +32,26 @@ def lfw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def lfw_archives(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny LFW Part Labels release as the authors' two .tgz archives plus split files."""
     return make_lfw_dataset(tmp_path_factory.mktemp("lfw-archives"), archives=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained but valid tiny checkpoint: enough to exercise every code path quickly."""
+    torch.manual_seed(0)
+    config = UNetConfig(width=4, depth=2, stem_stride=1)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_checkpoint(path, Checkpoint(config=config, state_dict=UNet(config).state_dict(), input_size=64))
+    return path
+
+
+@pytest.fixture(scope="session")
+def no_subject_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny checkpoint that calls every pixel background: blur must blur the whole photo."""
+    config = UNetConfig(width=4, depth=2, stem_stride=1)
+    model = UNet(config)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([6.0, 0.0, 0.0]))
+    path = tmp_path_factory.mktemp("weights") / "no-subject.pt"
+    save_checkpoint(path, Checkpoint(config=config, state_dict=model.state_dict(), input_size=64))
+    return path

@@ -14,21 +14,9 @@ from typer.testing import CliRunner
 
 from blurcli.cli import app
 from blurcli.io import decode_image, encode_image, read_image, write_image
-from blurcli.model import UNet, UNetConfig
-from blurcli.weights import Checkpoint, save_checkpoint
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
-
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained but valid tiny checkpoint: enough to exercise every code path quickly."""
-    torch.manual_seed(0)
-    config = UNetConfig(width=4, depth=2, stem_stride=1)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint(path, Checkpoint(config=config, state_dict=UNet(config).state_dict(), input_size=64))
-    return path
 
 
 @pytest.fixture

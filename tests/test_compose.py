@@ -83,3 +83,25 @@ def test_strength_is_a_fraction_of_the_diagonal() -> None:
 def test_composite_rejects_a_mask_of_another_size() -> None:
     with pytest.raises(ValueError):
         composite(_checkerboard(), np.zeros((10, 10), np.float32))
+
+
+def test_strip_wise_normalised_blur_equals_the_whole_image_formula() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 255, (700, 90, 3)).astype(np.float32)  # taller than one strip of rows
+    weight = rng.uniform(0, 1, (700, 90)).astype(np.float32)
+    sigma = 4.0
+    w = weight + 1e-3
+    blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    expected = blur(image * w[..., None]) / blur(w)[..., None]
+    np.testing.assert_allclose(normalized_blur(image, weight, sigma), expected, atol=1e-2)
+
+
+@pytest.mark.parametrize("shape", [(80, 90), (80, 90, 3)])
+def test_sixteen_bit_and_grey_photos_are_composited_in_kind(shape: tuple[int, ...]) -> None:
+    image = np.random.default_rng(4).integers(0, 65536, shape, dtype=np.uint16)
+    alpha = np.zeros(shape[:2], np.float32)
+    alpha[20:60, 30:60] = 1.0
+    out = composite(image, alpha, BlurOptions(strength=0.05, feather=0.0))
+    assert out.dtype == np.uint16 and out.shape == image.shape
+    np.testing.assert_array_equal(out[20:60, 30:60], image[20:60, 30:60])
+    assert out[:10, :10].astype(float).std() < 0.3 * image[:10, :10].astype(float).std()

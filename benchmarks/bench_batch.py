@@ -1,0 +1,154 @@
+"""Throughput of `blurcli blur` on a folder against the floor any photo tool pays, and peak memory.
+
+Generates photo-like JPEGs (the example portrait, re-framed, re-lit and with sensor noise, at
+1920x1080, plus a few 12 MP ones), then times in the same run:
+  (a) the floor: read, decode, encode at the same JPEG quality and write, with OpenCV, on as many
+      threads as blurcli gets (--jobs);
+  (b) `blurcli blur DIR -o OUT` as a user runs it (a fresh process; model loading included, and
+      reported apart).
+It prints images/s of both and the ratio b/a (the target is >= 0.6), then the peak RSS of
+`blurcli blur` on one 50 MP photo.
+
+    python benchmarks/bench_batch.py [--images 40] [--large 3] [--jobs 2] [--skip-50mp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+QUALITY = 95
+
+
+def photo_like(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """The example portrait re-framed to width x height (BGR): random crop, flip, light, noise."""
+    source = cv2.imread(str(EXAMPLE))
+    scale = max(width / source.shape[1], height / source.shape[0]) * rng.uniform(1.0, 1.4)
+    big = cv2.resize(source, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    top = int(rng.integers(0, big.shape[0] - height + 1))
+    left = int(rng.integers(0, big.shape[1] - width + 1))
+    frame = big[top : top + height, left : left + width].astype(np.float32)
+    if rng.random() < 0.5:
+        frame = frame[:, ::-1]
+    frame = frame * rng.uniform(0.7, 1.2) + rng.normal(0, 3.0, frame.shape)  # exposure and sensor noise
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def make_folder(folder: Path, count: int, large: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        width, height = (4000, 3000) if index < large else (1920, 1080)
+        cv2.imwrite(
+            str(folder / f"photo{index:03d}.jpg"),
+            photo_like(rng, width, height),
+            [cv2.IMWRITE_JPEG_QUALITY, QUALITY],
+        )
+
+
+def floor(folder: Path, out: Path, jobs: int) -> float:
+    """Seconds to read, decode, encode and write every JPEG in `folder` on `jobs` threads."""
+    out.mkdir(parents=True, exist_ok=True)
+
+    def one(path: Path) -> None:
+        pixels = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+        _, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
+        (out / path.name).write_bytes(data.tobytes())
+
+    paths = sorted(folder.glob("*.jpg"))
+    started = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, paths))
+    return time.perf_counter() - started
+
+
+def blurcli(*args: str) -> tuple[float, str]:
+    """Run the blurcli command; (wall seconds, stderr)."""
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "blurcli", *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"blurcli failed ({done.returncode}): {done.stderr}")
+    return seconds, done.stderr
+
+
+def startup_seconds(folder: Path, out: Path) -> float:
+    """Process start + imports + model load: blur of one tiny image, minus nothing (an upper bound)."""
+    tiny = folder.parent / "tiny"
+    tiny.mkdir(exist_ok=True)
+    cv2.imwrite(str(tiny / "t.jpg"), np.full((8, 8, 3), 128, np.uint8))
+    seconds, _ = blurcli("blur", str(tiny), "-o", str(out), "-q")
+    return seconds
+
+
+def peak_rss_50mp(work: Path) -> float:
+    """Peak RSS in MB of `blurcli blur` on one 50 MP photo (8660 x 5773), in a fresh process."""
+    path = work / "big" / "photo50.jpg"
+    path.parent.mkdir(exist_ok=True)
+    cv2.imwrite(str(path), photo_like(np.random.default_rng(7), 8660, 5773), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    seconds, _ = blurcli("blur", str(path), "-o", str(work / "big-out"), "-q")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if after <= before:
+        print("  (an earlier child process used more memory; RSS figure unavailable)")
+    print(f"50 MP photo: {seconds:.1f} s wall")
+    return after / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=40, help="photos in the folder")
+    parser.add_argument("--large", type=int, default=3, help="how many of them are 12 MP")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--skip-50mp", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="blurcli-bench-"))
+    try:
+        folder = work / "in"
+        make_folder(folder, args.images, args.large)
+        # Memory first, while no child has run yet: ru_maxrss of children is a running maximum.
+        rss = None if args.skip_50mp else peak_rss_50mp(work)
+        count = args.images
+        print(f"{count} JPEGs ({args.large} of 12 MP, the rest 1920x1080), quality {QUALITY}, ", end="")
+        print(f"{args.jobs} threads")
+        floor(folder, work / "warm", args.jobs)  # warm the page cache and OpenCV
+        floor_s = floor(folder, work / "floor", args.jobs)
+        startup = startup_seconds(folder, work / "tiny-out")
+        total, stderr = blurcli("blur", str(folder), "-o", str(work / "out"), "-j", str(args.jobs))
+        reported = re.search(r"in ([\d.]+) s", stderr)
+        batch_s = float(reported.group(1)) if reported else total
+        floor_rate, total_rate, batch_rate = count / floor_s, count / total, count / batch_s
+        print(f"(a) decode + encode floor:      {floor_rate:6.1f} images/s ({floor_s:.2f} s)")
+        print(
+            f"(b) blurcli blur, whole command: {total_rate:6.1f} images/s ({total:.2f} s, "
+            f"of which ~{startup:.1f} s start-up and model load)"
+        )
+        print(f"    blurcli blur, batch only:   {batch_rate:6.1f} images/s ({batch_s:.2f} s)")
+        print(
+            f"ratio b/a: {total_rate / floor_rate:.2f} (whole command), {batch_rate / floor_rate:.2f} "
+            "(batch only); target >= 0.6"
+        )
+        if rss is not None:
+            print(f"peak RSS, one 50 MP photo: {rss:.0f} MB (limit 1536 MB)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

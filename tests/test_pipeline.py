@@ -1,0 +1,124 @@
+"""The batch runner and output planning as library calls: order, mirroring, interruption, resuming."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blurcli.errors import UsageError
+from blurcli.io import Photo, read_photo, write_image
+from blurcli.pipeline import Runner, RunOptions, blur_photo, find_inputs, plan_jobs
+from blurcli.segment import Segmenter
+
+
+def _photos(folder: Path, count: int, size: int = 48) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(count):
+        path = folder / f"p{index:02d}.png"
+        write_image(path, rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_plan_mirrors_folders_and_keeps_loose_files_flat(tmp_path: Path) -> None:
+    (tmp_path / "in" / "x").mkdir(parents=True)
+    for name in ("in/a.jpg", "in/x/b.png", "loose.jpg"):
+        write_image(tmp_path / name, np.zeros((8, 8, 3), np.uint8))
+    inputs = find_inputs([str(tmp_path / "in"), str(tmp_path / "loose.jpg")], recursive=True)
+    jobs = plan_jobs(inputs, tmp_path / "out", "_blurred", "png")
+    targets = [job.target.relative_to(tmp_path / "out").as_posix() for job in jobs]
+    assert targets == ["a_blurred.png", "x/b_blurred.png", "loose_blurred.png"]
+    assert {job.format for job in jobs} == {".png"}
+
+
+def test_plan_refuses_two_inputs_sharing_an_output(tmp_path: Path) -> None:
+    for name in ("one/a.jpg", "two/a.jpg"):
+        write_image(tmp_path / name, np.zeros((8, 8, 3), np.uint8))
+    inputs = find_inputs([str(tmp_path / "one" / "a.jpg"), str(tmp_path / "two" / "a.jpg")])
+    with pytest.raises(UsageError, match="would both be written"):
+        plan_jobs(inputs, tmp_path / "out", "_blurred")
+
+
+def test_plan_refuses_to_write_over_an_input(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    write_image(tmp_path / "a_blurred.png", np.zeros((8, 8, 3), np.uint8))
+    inputs = find_inputs([str(tmp_path / "a.png"), str(tmp_path / "a_blurred.png")])
+    with pytest.raises(UsageError, match="refusing to overwrite an input"):
+        plan_jobs(inputs, None, "_blurred")
+
+
+def test_find_inputs_skips_the_output_folder_inside_the_input_folder(tmp_path: Path) -> None:
+    _photos(tmp_path, 2)
+    _photos(tmp_path / "out", 1)
+    found = find_inputs([str(tmp_path)], recursive=True, skip_under=tmp_path / "out")
+    assert [path.name for path, _ in found] == ["p00.png", "p01.png"]
+
+
+def test_the_same_file_twice_is_processed_once(tmp_path: Path) -> None:
+    (path,) = _photos(tmp_path, 1)
+    assert len(find_inputs([str(path), str(tmp_path / "." / path.name), str(tmp_path)])) == 1
+
+
+def test_runner_reports_each_file_once_in_batches(tmp_path: Path, tiny_weights: Path) -> None:
+    paths = _photos(tmp_path, 7)
+    jobs = plan_jobs(find_inputs([str(tmp_path)]), tmp_path / "out", "_b")
+    segmenter = Segmenter.load(str(tiny_weights), "cpu")
+    runner = Runner(segmenter, blur_photo, True, RunOptions(batch_size=3, jobs=2))
+    results = runner.run(jobs)
+    assert sorted(r.input for r in results) == sorted(str(p) for p in paths)
+    assert {r.status for r in results} == {"done"}
+    assert all(r.ms > 0 for r in results)
+
+
+def test_interrupted_batch_leaves_whole_files_and_a_rerun_finishes(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    _photos(tmp_path, 6)
+    out = tmp_path / "out"
+    jobs = plan_jobs(find_inputs([str(tmp_path)]), out, "_b")
+    segmenter = Segmenter.load(str(tiny_weights), "cpu")
+    calls = []
+
+    def interrupted(photo: Photo, low: np.ndarray) -> Photo:
+        calls.append(photo)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if Ctrl-C landed while this file was being finished
+        return blur_photo(photo, low)
+
+    with pytest.raises(KeyboardInterrupt):
+        Runner(segmenter, interrupted, True, RunOptions(batch_size=2, jobs=1)).run(jobs)
+    written = sorted(out.iterdir())
+    assert 1 <= len(written) < 6
+    assert all(not p.name.startswith(".") for p in written)  # no temp files left behind
+    for path in written:
+        assert read_photo(path).pixels.shape == (48, 56, 3)  # every file that exists is whole
+    results = Runner(segmenter, blur_photo, True, RunOptions(batch_size=2, jobs=1)).run(jobs)
+    assert sum(r.status == "skipped" for r in results) == len(written)
+    assert sum(r.status == "done" for r in results) == 6 - len(written)
+    assert len(list(out.iterdir())) == 6
+
+
+def test_sigint_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, tiny_weights: Path) -> None:
+    _photos(tmp_path / "in", 40, size=160)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "blurcli", "blur", str(tmp_path / "in"), "-o", str(out)]
+    command += ["-w", str(tiny_weights), "--batch-size", "2", "-j", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None and not list(out.glob("*.png")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert b"Traceback" not in stderr
+    assert process.returncode in (130, 0)  # 0 only if it had already finished
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    rerun = subprocess.run(command, capture_output=True, timeout=120, check=False)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert len(list(out.glob("*.png"))) == 40
