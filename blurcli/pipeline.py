@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 
 from blurcli.compose import BlurOptions, composite
 from blurcli.errors import BlurcliError, UsageError
@@ -297,10 +298,16 @@ class Runner:
             else:
                 todo.append(job)
         pool = ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="blurcli")
+        threads = torch.get_num_threads()
+        if len(todo) > 1 and self.options.jobs > 1:
+            # The workers keep the other cores busy; a multi-threaded forward pass would wait on
+            # them at every layer (10x slower on two cores), a single-threaded one does not.
+            torch.set_num_threads(1)
         try:
             self._run(pool, todo, report)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
         return results
 
     def _run(self, pool: ThreadPoolExecutor, jobs: list[Job], report: Callable[[FileResult], None]) -> None:
