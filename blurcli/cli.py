@@ -387,6 +387,14 @@ def train(
     distill: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Weight of the teacher's term (the labels get the rest).")
     ] = 0.5,
+    soup: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--soup",
+            help="Instead of training: average these fine-tuned checkpoints (repeat the option), "
+            "greedily by validation mean IoU, into --out.",
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Train the UNet on LFW Part Labels; keeps the best checkpoint by validation mean IoU."""
@@ -394,6 +402,9 @@ def train(
     from blurcli.train import train as run_training
 
     console = _console(quiet)
+    if soup:
+        _soup(data, out, soup, device, limit, console)
+        return
     config = TrainConfig(
         data=data,
         out=out,
@@ -443,6 +454,27 @@ def train(
         f" -> {result.paths.best} (log {result.paths.log}, curves {result.paths.plot})",
         soft_wrap=True,
         highlight=False,
+    )
+
+
+def _soup(data: Path, out: Path, soup: list[Path], device: str, limit: int | None, console: Console) -> None:
+    from blurcli.train import greedy_soup
+
+    def on_step(step: dict[str, Any]) -> None:
+        verdict = {None: "alone", True: "kept", False: "dropped"}[step["kept"]]
+        console.print(
+            f"{len(step['members'])} model(s), val mIoU {step['val_mean_iou']:.4f} ({verdict}): "
+            + ", ".join(step["members"]),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    result = greedy_soup(data, out, soup, device, limit, on_step)
+    console.print(
+        f"soup of {len(result.chosen)}: val mIoU {result.metrics['mean_iou']:.4f}, "
+        f"subject IoU {result.metrics['subject_iou']:.4f} -> {result.out}",
+        highlight=False,
+        soft_wrap=True,
     )
 
 

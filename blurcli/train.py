@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,101 @@ def train(
         history=history,
         parameters=count_parameters(model),
     )
+
+
+@dataclass
+class SoupResult:
+    """A greedy model soup: which checkpoints went in, and every step's validation figures."""
+
+    out: Path
+    chosen: list[Path]
+    metrics: dict[str, Any]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def average_weights(checkpoints: Sequence[Checkpoint]) -> dict[str, torch.Tensor]:
+    """The uniform average of checkpoints' float tensors (integer counters come from the first)."""
+    first = checkpoints[0].state_dict
+    return {
+        key: torch.stack([c.state_dict[key].float() for c in checkpoints]).mean(0)
+        if value.is_floating_point()
+        else value
+        for key, value in first.items()
+    }
+
+
+def greedy_soup(
+    data: Path,
+    out: Path,
+    ingredients: Sequence[Path],
+    device: str | None = None,
+    limit: int | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> SoupResult:
+    """Average fine-tuned checkpoints of one architecture ("model soup", Wortsman et al. 2022).
+
+    Ingredients are ranked by validation mean IoU; each is added to the average only if the
+    average's validation mean IoU does not drop. Only the validation split is read. The soup is
+    written to `out` (float16) with its validation figures, like a trained checkpoint.
+    """
+    if not ingredients:
+        raise UsageError("--soup needs at least one checkpoint")
+    checkpoints = [load_checkpoint(path) for path in ingredients]
+    first = checkpoints[0]
+    for path, checkpoint in zip(ingredients, checkpoints, strict=True):
+        same = (checkpoint.config, checkpoint.input_size, checkpoint.classes) == (
+            first.config,
+            first.input_size,
+            first.classes,
+        )
+        if not same or dict(checkpoint.normalization) != dict(first.normalization):
+            raise UsageError(
+                f"{path}: a different model from {ingredients[0]}; a soup needs one architecture"
+            )
+    val_split = load_split(data, "validation", limit=limit)
+    target = resolve_device(device)
+
+    def score(members: list[int]) -> dict[str, Any]:
+        soup = dataclasses.replace(first, state_dict=average_weights([checkpoints[i] for i in members]))
+        return evaluate(Segmenter.from_checkpoint(soup, str(target)), val_split)
+
+    steps = []
+    alone = []
+    for index, path in enumerate(ingredients):
+        metrics = score([index])
+        alone.append(metrics["mean_iou"])
+        steps.append({"members": [str(path)], "val_mean_iou": metrics["mean_iou"], "kept": None})
+        if on_step:
+            on_step(steps[-1])
+    order = sorted(range(len(ingredients)), key=lambda i: -alone[i])
+    chosen, best = [order[0]], score([order[0]])
+    for index in order[1:]:
+        candidate = score([*chosen, index])
+        tried = [*chosen, index]
+        kept = candidate["mean_iou"] >= best["mean_iou"]
+        if kept:
+            chosen, best = tried, candidate
+        members = [str(ingredients[i]) for i in tried]
+        steps.append({"members": members, "val_mean_iou": candidate["mean_iou"], "kept": kept})
+        if on_step:
+            on_step(steps[-1])
+    soup = Checkpoint(
+        config=first.config,
+        state_dict=average_weights([checkpoints[i] for i in chosen]),
+        input_size=first.input_size,
+        classes=first.classes,
+        normalization=first.normalization,
+        metrics=best,
+        info={
+            "eval_split": "validation",
+            "soup": [str(ingredients[i]) for i in chosen],
+            "train": dict(first.info.get("train", {})),
+            "parameters": count_parameters(UNet(first.config)),
+            "torch": str(torch.__version__),
+        },
+    )
+    save_checkpoint(out, soup, half=True)
+    return SoupResult(out, [ingredients[i] for i in chosen], best, steps)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,16 @@ import torch
 
 from blurcli.errors import UsageError
 from blurcli.model import UNet, UNetConfig
-from blurcli.train import Objective, TrainConfig, TrainingInterrupted, class_weights_from, train
-from blurcli.weights import load_checkpoint
+from blurcli.train import (
+    Objective,
+    TrainConfig,
+    TrainingInterrupted,
+    average_weights,
+    class_weights_from,
+    greedy_soup,
+    train,
+)
+from blurcli.weights import Checkpoint, load_checkpoint, save_checkpoint
 
 
 def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
@@ -119,3 +127,40 @@ def test_class_weights_favour_rare_classes() -> None:
     weights = class_weights_from(masks, 3)
     assert weights[2] > weights[1] > weights[0]
     assert float(weights.mean()) == pytest.approx(1.0)
+
+
+def test_average_weights_is_the_mean_of_float_tensors() -> None:
+    torch.manual_seed(0)
+    config = UNetConfig(width=4, depth=2, stem_stride=1)
+    a, b = UNet(config), UNet(config)
+    checkpoints = [Checkpoint(config=config, state_dict=m.state_dict(), input_size=32) for m in (a, b)]
+    averaged = average_weights(checkpoints)
+    for key, value in a.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(averaged[key], (value + b.state_dict()[key]) / 2)
+        else:
+            assert torch.equal(averaged[key], value)
+
+
+def test_greedy_soup_keeps_only_what_helps_on_validation(lfw_dir: Path, tmp_path: Path) -> None:
+    good = train(_config(lfw_dir, tmp_path / "a" / "m.pt", epochs=3)).paths.best
+    tuned = train(_config(lfw_dir, tmp_path / "b" / "m.pt", epochs=1, lr=0.001, init=good, seed=1)).paths.best
+    config = UNetConfig(width=4, depth=2, stem_stride=1)
+    noise = tmp_path / "noise.pt"  # an untrained model: averaging it in can only hurt
+    save_checkpoint(noise, Checkpoint(config=config, state_dict=UNet(config).state_dict(), input_size=32))
+    result = greedy_soup(lfw_dir, tmp_path / "soup.pt", [noise, good, tuned], device="cpu", limit=8)
+    alone = {s["members"][0]: s["val_mean_iou"] for s in result.steps if s["kept"] is None}
+    assert noise not in result.chosen
+    assert str(result.chosen[0]) == max(alone, key=alone.get)  # the soup starts from the best model
+    soup = load_checkpoint(tmp_path / "soup.pt")
+    assert soup.info["eval_split"] == "validation"
+    assert soup.info["soup"] == [str(p) for p in result.chosen]
+    assert soup.metrics["mean_iou"] == pytest.approx(result.metrics["mean_iou"])
+    assert (
+        soup.metrics["mean_iou"] >= max(s["val_mean_iou"] for s in result.steps if s["kept"] is None) - 1e-9
+    )
+    with pytest.raises(UsageError, match="one architecture"):
+        other = UNetConfig(width=6, depth=2, stem_stride=1)
+        wide = tmp_path / "wide.pt"
+        save_checkpoint(wide, Checkpoint(config=other, state_dict=UNet(other).state_dict(), input_size=32))
+        greedy_soup(lfw_dir, tmp_path / "x.pt", [good, wide], device="cpu", limit=8)
