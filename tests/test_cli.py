@@ -181,6 +181,10 @@ def test_eval_json_reports_all_figures(lfw_dir: Path, tiny_weights: Path) -> Non
     assert figures["images"] == 4 and figures["split"] == "test"
     for key in ("pixel_accuracy", "mean_iou", "fw_iou", "subject_iou", "iou", "f1", "boundary_f"):
         assert key in figures
+    assert figures["refined"] is True  # scored as blur and predict use the model
+    plain = _run("eval", "--data", lfw_dir, "--split", "test", "-w", tiny_weights, "--json", "--no-refine")
+    assert json.loads(plain.stdout)["refined"] is False
+    assert json.loads(plain.stdout)["loss"] == pytest.approx(figures["loss"])  # same probabilities
 
 
 def test_eval_table_is_printed(lfw_dir: Path, tiny_weights: Path) -> None:
