@@ -110,6 +110,7 @@ def _plan(
     suffix: str,
     folder_suffix: str,
     as_json: bool,
+    default_format: str | None = None,
 ) -> list[pipeline.Job]:
     """Turn the command line's inputs into jobs; '-' is stdin and stands alone."""
     if "-" in images:
@@ -117,13 +118,13 @@ def _plan(
             raise UsageError("'-' (stdin) cannot be mixed with other inputs")
         if as_json and output is None:
             raise UsageError("--json writes to stdout; give -o FILE when the image comes from stdin")
-        return [pipeline.stdio_job(output, fmt)]
+        return [pipeline.stdio_job(output, fmt or (None if output and output.suffix else default_format))]
     inputs = pipeline.find_inputs(images, recursive, suffix, output)
     if not inputs:
         raise UsageError(
             f"no images found in {', '.join(images)}" + ("" if recursive else " (try --recursive)")
         )
-    return pipeline.plan_jobs(inputs, output, suffix, fmt, folder_suffix)
+    return pipeline.plan_jobs(inputs, output, suffix, fmt, folder_suffix, default_format)
 
 
 def _run_jobs(
@@ -278,7 +279,7 @@ def predict(
     if classes and show:
         raise UsageError("--classes and --overlay cannot be used together")
     mode: pipeline.PredictMode = "classes" if classes else "overlay" if show else "alpha"
-    planned = _plan(images, output, recursive, fmt or "png", "_mask", "", as_json)
+    planned = _plan(images, output, recursive, fmt, "_mask", "", as_json, default_format="png")
     segmenter = _load_segmenter(weights, device, _console(quiet))
     refinement = RefineOptions() if refine else None
     runner = pipeline.Runner(

@@ -199,26 +199,29 @@ def plan_jobs(
     suffix: str,
     fmt: str | None = None,
     folder_suffix: str | None = None,
+    default_format: str | None = None,
 ) -> list[Job]:
     """Output path per input: `<stem><suffix><ext>` beside it by default, else under `output`.
 
-    `output` is a file when there is one input file and it has an extension; otherwise a folder,
-    in which folder inputs keep their tree and names get `folder_suffix` (default: `suffix`).
-    The extension is `fmt` or the input's. Writing over an input, or two inputs sharing one
-    output, is a usage error.
+    `output` is a file when there is one input file and it has an extension (which then sets the
+    format); otherwise a folder, in which folder inputs keep their tree and names get
+    `folder_suffix` (default: `suffix`). The extension is `fmt`, else `default_format`, else the
+    input's. Writing over an input, or two inputs sharing one output, is a usage error.
     """
     ext = normalize_extension(fmt) if fmt else None
+    default = normalize_extension(default_format) if default_format else None
     single_file = output is not None and len(inputs) == 1 and output.suffix != "" and not output.is_dir()
     in_folder = suffix if folder_suffix is None else folder_suffix
     jobs = []
     for path, root in inputs:
+        name_ext = ext or default or path.suffix
         if output is None:
-            target = path.with_name(f"{path.stem}{suffix}{ext or path.suffix}")
+            target = path.with_name(f"{path.stem}{suffix}{name_ext}")
         elif single_file:
             target = output
         else:
             relative = path.relative_to(root).parent if _is_under(path, root) else Path()
-            target = output / relative / f"{path.stem}{in_folder}{ext or path.suffix}"
+            target = output / relative / f"{path.stem}{in_folder}{name_ext}"
         jobs.append(Job(path, target, ext or normalize_extension(target.suffix or ".png")))
     _check_targets(inputs, jobs)
     return jobs

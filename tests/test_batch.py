@@ -197,6 +197,9 @@ def test_exif_orientation_is_applied_and_metadata_kept(tmp_path: Path, tiny_weig
     result = _run("predict", source, "-o", tmp_path / "mask.png", "-w", tiny_weights)
     assert result.exit_code == 0
     assert read_photo(tmp_path / "mask.png").pixels.shape == (60, 40)  # the mask lines up
+    result = _run("predict", source, "--overlay", "-o", tmp_path / "check.jpg", "-w", tiny_weights)
+    assert result.exit_code == 0
+    assert (tmp_path / "check.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # a named file's extension wins
 
 
 def _cli(*args: str, data: bytes) -> subprocess.CompletedProcess[bytes]:

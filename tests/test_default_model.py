@@ -13,6 +13,7 @@ import pytest
 from blurcli.data import SplitData, load_split
 from blurcli.evaluate import evaluate
 from blurcli.io import read_image
+from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
 from blurcli.weights import default_weights, load_checkpoint
 from tests.conftest import REAL_LFW
@@ -60,12 +61,13 @@ def test_default_model_finds_the_face() -> None:
 
 @pytest.mark.skipif(not REAL_LFW.is_dir(), reason="LFW Part Labels not present in ../shared/data")
 def test_default_model_reaches_the_required_figures_on_100_test_images() -> None:
-    # The "must reach" figures on a fixed sample. On the whole test split the shipped model
-    # scores 96.59 % / 0.887 / 0.927 (weights/README.md): subject IoU is still short of 0.93 there.
+    # The "must reach" figures on a fixed sample, scored as `blurcli eval` does (masks
+    # refined along the photo's edges). On the whole test split the shipped model scores
+    # 96.70 % / 0.891 / 0.929 (weights/README.md): subject IoU is still 0.001 short of 0.93 there.
     test = load_split(REAL_LFW, "test")
     picked = np.linspace(0, len(test.names) - 1, 100).round().astype(int)  # fixed, spread over the split
     sample = SplitData(tuple(test.names[i] for i in picked), test.images[picked], test.masks[picked])
-    figures = evaluate(Segmenter.load(device="cpu"), sample)
+    figures = evaluate(Segmenter.load(device="cpu"), sample, refine=RefineOptions())
     assert figures["pixel_accuracy"] >= 0.960
     assert figures["mean_iou"] >= 0.88
     assert figures["subject_iou"] >= 0.93
