@@ -210,6 +210,9 @@ def plan_jobs(
     """
     ext = normalize_extension(fmt) if fmt else None
     default = normalize_extension(default_format) if default_format else None
+    names_file = output is not None and output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
+    if names_file and len(inputs) > 1:
+        raise UsageError(f"-o {output} names one file, but there are {len(inputs)} inputs; give a folder")
     single_file = output is not None and len(inputs) == 1 and output.suffix != "" and not output.is_dir()
     in_folder = suffix if folder_suffix is None else folder_suffix
     jobs = []

@@ -46,6 +46,13 @@ def test_plan_refuses_two_inputs_sharing_an_output(tmp_path: Path) -> None:
         plan_jobs(inputs, tmp_path / "out", "_blurred")
 
 
+def test_plan_refuses_one_output_file_for_many_inputs(tmp_path: Path) -> None:
+    for name in ("a.jpg", "b.jpg"):
+        write_image(tmp_path / name, np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(UsageError, match="names one file, but there are 2 inputs"):
+        plan_jobs(find_inputs([str(tmp_path)]), tmp_path / "out.jpg", "_blurred")
+
+
 def test_plan_refuses_to_write_over_an_input(tmp_path: Path) -> None:
     write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
     write_image(tmp_path / "a_blurred.png", np.zeros((8, 8, 3), np.uint8))
