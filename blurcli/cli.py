@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from blurcli import pipeline
-from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions
+from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.io import DEFAULT_MAX_PIXELS
 from blurcli.pipeline import FileResult, RunOptions
@@ -111,20 +111,26 @@ def _plan(
     folder_suffix: str,
     as_json: bool,
     default_format: str | None = None,
+    mask: Path | None = None,
+    save_mask: bool = False,
 ) -> list[pipeline.Job]:
     """Turn the command line's inputs into jobs; '-' is stdin and stands alone."""
     if "-" in images:
         if len(images) > 1:
             raise UsageError("'-' (stdin) cannot be mixed with other inputs")
-        if as_json and output is None:
-            raise UsageError("--json writes to stdout; give -o FILE when the image comes from stdin")
-        return [pipeline.stdio_job(output, fmt or (None if output and output.suffix else default_format))]
-    inputs = pipeline.find_inputs(images, recursive, suffix, output)
-    if not inputs:
-        raise UsageError(
-            f"no images found in {', '.join(images)}" + ("" if recursive else " (try --recursive)")
-        )
-    return pipeline.plan_jobs(inputs, output, suffix, fmt, folder_suffix, default_format)
+        job = pipeline.stdio_job(output, fmt or (None if output and output.suffix else default_format))
+        jobs = pipeline.add_masks([job], [], mask, save_mask)
+    else:
+        inputs = pipeline.find_inputs(images, recursive, skip_under=output)
+        if not inputs:
+            raise UsageError(
+                f"no images found in {', '.join(images)}" + ("" if recursive else " (try --recursive)")
+            )
+        planned = pipeline.plan_jobs(inputs, output, suffix, fmt, folder_suffix, default_format)
+        jobs = pipeline.add_masks(planned, inputs, mask, save_mask)
+    if as_json and any(job.target is None for job in jobs):
+        raise UsageError("--json writes to stdout, and so would the image; give -o FILE")
+    return jobs
 
 
 def _run_jobs(
@@ -213,6 +219,22 @@ def blur(
     feather: Annotated[
         float, typer.Option(min=0.0, max=0.05, help="Mask edge softening, fraction of the diagonal.")
     ] = DEFAULT_FEATHER,
+    kernel: Annotated[
+        Kernel,
+        typer.Option(help="gaussian: soft and even; disc: a lens's bokeh (round, bright highlights)."),
+    ] = "gaussian",
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask",
+            help="Use this mask (white = subject; e.g. from `blurcli predict`, edited) instead of the "
+            "model. A folder holds one per photo: <stem>_mask.png or <stem>.png, mirroring the inputs.",
+        ),
+    ] = None,
+    save_mask: Annotated[
+        bool,
+        typer.Option("--save-mask", help="Also write the mask used, <stem>_mask.png beside each output."),
+    ] = False,
     recursive: RecursiveOption = False,
     overwrite: OverwriteOption = False,
     fmt: FormatOption = None,
@@ -227,13 +249,14 @@ def blur(
     quiet: QuietOption = False,
 ) -> None:
     """Blur the background of photos, keeping the person sharp."""
-    planned = _plan(images, output, recursive, fmt, "_blurred", "_blurred", as_json)
-    segmenter = _load_segmenter(weights, device, _console(quiet))
-    options = BlurOptions(strength=strength, feather=feather)
+    planned = _plan(images, output, recursive, fmt, "_blurred", "_blurred", as_json, None, mask, save_mask)
+    needs_model = any(job.mask is None for job in planned)
+    segmenter = _load_segmenter(weights, device, _console(quiet)) if needs_model else None
+    options = BlurOptions(strength=strength, feather=feather, kernel=kernel)
     refinement = RefineOptions() if refine else None
     runner = pipeline.Runner(
         segmenter,
-        lambda photo, low: pipeline.blur_photo(photo, low, options, refinement),
+        lambda photo, low: pipeline.render_blur(photo, low, options, refinement, save_mask),
         subject_only=True,
         options=RunOptions(batch_size, jobs, quality, max_pixels, overwrite),
         read_stdin=sys.stdin.buffer.read,
@@ -284,7 +307,7 @@ def predict(
     refinement = RefineOptions() if refine else None
     runner = pipeline.Runner(
         segmenter,
-        lambda photo, low: pipeline.mask_photo(photo, low, mode, refinement),
+        lambda photo, low: pipeline.Rendered(pipeline.mask_photo(photo, low, mode, refinement)),
         subject_only=mode == "alpha",
         options=RunOptions(batch_size, jobs, quality, max_pixels, overwrite),
         read_stdin=sys.stdin.buffer.read,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -16,17 +17,29 @@ from blurcli.resample import downsample, small_shape, strips, upsample_rows
 
 DEFAULT_STRENGTH = 0.012
 DEFAULT_FEATHER = 0.002
+Kernel = Literal["gaussian", "disc"]
+KERNELS: tuple[Kernel, ...] = ("gaussian", "disc")
 # Blurs wider than this (in pixels) run on a downscaled copy: same look, cost independent of sigma.
 _PYRAMID_SIGMA = 6.0
+# A disc keeps a crisp rim only if at least this many pixels of its radius are left at reduced size.
+_PYRAMID_DISC = 8.0
+_GAMMA = 2.2  # the disc blurs light, not sRGB code values: highlights spread into bright discs
 _WEIGHT_FLOOR = 1e-3  # deep inside the subject, where no background is in reach, fall back to a plain blur
 
 
 @dataclass(frozen=True)
 class BlurOptions:
-    """Blur strength and mask feather, as fractions of the image diagonal (resolution independent)."""
+    """Blur strength and mask feather, as fractions of the image diagonal (resolution independent).
+
+    `kernel` "gaussian" is a soft, even blur; "disc" is a lens's defocus: every point of light
+    becomes a flat disc (bokeh), computed in linear light so bright highlights stand out as they do
+    through a real lens. Both spread light equally far (a disc of radius 2 sigma has the
+    Gaussian's variance), so one strength means the same blur for either.
+    """
 
     strength: float = DEFAULT_STRENGTH
     feather: float = DEFAULT_FEATHER
+    kernel: Kernel = "gaussian"
 
 
 def diagonal_sigma(shape: tuple[int, ...], fraction: float) -> float:
@@ -44,14 +57,35 @@ def pyramid_factor(sigma: float, height: int, width: int, finest: float = _PYRAM
     return max(1, min(factor, height // 4, width // 4))
 
 
-def _residual_sigma(sigma: float, factor: int) -> float:
-    """The blur left to do on the image shrunk by `factor`: area averaging already spread each
-    pixel over a box of variance factor^2 / 12."""
-    return math.sqrt(max(sigma**2 - factor**2 / 12.0, 0.25)) / factor
-
-
-def _blur(values: np.ndarray, sigma: float) -> np.ndarray:
+def _blur(values: np.ndarray, sigma: float, kernel: Kernel = "gaussian") -> np.ndarray:
+    if kernel == "disc":
+        return cv2.filter2D(values, -1, disc_kernel(2 * sigma), borderType=cv2.BORDER_REFLECT)
     return cv2.GaussianBlur(values, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def disc_kernel(radius: float) -> np.ndarray:
+    """A flat, anti-aliased disc of `radius` pixels summing to 1: the defocus of an ideal lens."""
+    reach = max(1, math.ceil(radius))
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1].astype(np.float32)
+    coverage = np.clip(radius + 0.5 - np.hypot(yy, xx), 0.0, 1.0)
+    return coverage / coverage.sum()
+
+
+def _reach(sigma: float, kernel: Kernel) -> int:
+    """How many pixels away a blur still draws from (OpenCV's float Gaussian stops at 4 sigma)."""
+    return math.ceil((2 if kernel == "disc" else 4) * sigma) + 1
+
+
+def _finest(kernel: Kernel) -> float:
+    return _PYRAMID_DISC if kernel == "disc" else _PYRAMID_SIGMA
+
+
+def _residual(sigma: float, factor: int, kernel: Kernel) -> float:
+    """The blur left to do on the image shrunk by `factor`. For the Gaussian, area averaging already
+    spread each pixel over a box of variance factor^2 / 12; the disc keeps its full radius."""
+    if kernel == "disc":
+        return sigma / factor
+    return math.sqrt(max(sigma**2 - factor**2 / 12.0, 0.25)) / factor
 
 
 def gaussian_blur(image: np.ndarray, sigma: float, finest: float = _PYRAMID_SIGMA) -> np.ndarray:
@@ -63,7 +97,7 @@ def gaussian_blur(image: np.ndarray, sigma: float, finest: float = _PYRAMID_SIGM
     if factor == 1:
         return _blur(image, sigma)
     small = downsample(lambda rows: image[rows], height, width, factor)
-    small = _blur(small, _residual_sigma(sigma, factor))
+    small = _blur(small, _residual(sigma, factor, "gaussian"))
     out = np.empty(image.shape, small.dtype)
     for rows in strips(height):
         out[rows] = upsample_rows(small, factor, rows, width)
@@ -85,7 +119,11 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def normalized_blur(
-    image: np.ndarray, weight: np.ndarray, sigma: float, dtype: np.dtype | None = None
+    image: np.ndarray,
+    weight: np.ndarray,
+    sigma: float,
+    dtype: np.dtype | None = None,
+    kernel: Kernel = "gaussian",
 ) -> np.ndarray:
     """Blur of `image` that only averages pixels where `weight` is high (normalised convolution).
 
@@ -95,14 +133,17 @@ def normalized_blur(
     """
     height, width = weight.shape
     out = np.empty(image.shape, dtype or np.float32)
-    factor = pyramid_factor(sigma, height, width)
+    linear = kernel == "disc"
+    scale = _full_scale(image.dtype)
+    factor = pyramid_factor(sigma, height, width, _finest(kernel))
     if factor == 1:
-        halo = math.ceil(4 * sigma) + 1  # OpenCV's float kernel reaches 4 sigma
+        halo = _reach(sigma, kernel)
         for rows in strips(height):
             outer = slice(max(0, rows.start - halo), min(height, rows.stop + halo))
             inner = slice(rows.start - outer.start, rows.stop - outer.start)
-            numerator, denominator = _weighted(image[outer], weight[outer])
-            out[rows] = _cast(_ratio(_blur(numerator, sigma), _blur(denominator, sigma))[inner], out.dtype)
+            numerator, denominator = _weighted(image[outer], weight[outer], linear)
+            mean = _ratio(_blur(numerator, sigma, kernel), _blur(denominator, sigma, kernel))[inner]
+            out[rows] = _cast(_from_linear(mean, scale) if linear else mean, out.dtype)
         return out
     # Wide blurs: weigh and average on a copy halved first (1 px of mixing at the subject's edge,
     # invisible under a blur of 12 px or more, for a quarter of the full-resolution work).
@@ -113,26 +154,46 @@ def normalized_blur(
         weight = downsample(lambda rows: weight[rows], height, width, pre)
 
     def weighted_rows(rows: slice) -> np.ndarray:
-        return _weighted(image[rows], weight[rows])[0]
+        return _weighted(image[rows], weight[rows], linear)[0]
 
     def weight_rows(rows: slice) -> np.ndarray:
         return weight[rows] + _WEIGHT_FLOOR
 
-    residual = _residual_sigma(sigma, factor)
-    small_rows = downsample(weighted_rows, *weight.shape, factor // pre)
-    numerator = _blur(small_rows, residual)
-    denominator = _blur(downsample(weight_rows, *weight.shape, factor // pre), residual)
-    small = _cast(_ratio(numerator, denominator), out.dtype)  # enlarging integers is cheaper than floats
+    residual = _residual(sigma, factor, kernel)
+    numerator = _blur(downsample(weighted_rows, *weight.shape, factor // pre), residual, kernel)
+    denominator = _blur(downsample(weight_rows, *weight.shape, factor // pre), residual, kernel)
+    mean = _ratio(numerator, denominator)
+    small = _cast(_from_linear(mean, scale) if linear else mean, out.dtype)  # enlarging integers is cheaper
     assert small.shape[0] == small_shape(height, width, factor)[0]
     for rows in strips(height):
         out[rows] = upsample_rows(small, factor, rows, width)
     return out
 
 
-def _weighted(image: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(image x weight as float32, weight), the weight floored so every pixel counts a little."""
+def _full_scale(dtype: np.dtype) -> float:
+    """The code value of full brightness: the integer type's maximum; float images count as 0-255."""
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 255.0
+
+
+def _to_linear(image: np.ndarray) -> np.ndarray:
+    """Code values -> linear light as float32, on the same 0..full scale (a 2.2 gamma)."""
+    scale = _full_scale(image.dtype)
+    if image.dtype in (np.uint8, np.uint16):  # a lookup table beats a power per pixel
+        table = (np.arange(int(scale) + 1, dtype=np.float32) / scale) ** _GAMMA * scale
+        return cv2.LUT(image, table) if image.dtype == np.uint8 else table[image]
+    return np.power(np.clip(image, 0, None, dtype=np.float32) / scale, _GAMMA) * scale
+
+
+def _from_linear(values: np.ndarray, scale: float) -> np.ndarray:
+    """Linear light float32 on the 0..`scale` scale -> code values (float32)."""
+    return np.power(np.clip(values / scale, 0.0, None), 1 / _GAMMA) * scale
+
+
+def _weighted(image: np.ndarray, weight: np.ndarray, linear: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(image x weight as float32, weight), the weight floored so every pixel counts a little;
+    `linear` converts the image to linear light first."""
     floored = weight + _WEIGHT_FLOOR
-    product = image.astype(np.float32)
+    product = _to_linear(image) if linear else image.astype(np.float32)
     product *= floored[..., None] if image.ndim == 3 else floored
     return product, floored
 
@@ -160,7 +221,7 @@ def composite(image: np.ndarray, alpha: np.ndarray, options: BlurOptions = BlurO
     if sigma <= 0:
         return image.copy()
     alpha = feather_alpha(alpha.astype(np.float32, copy=False), diagonal_sigma(image.shape, options.feather))
-    out = normalized_blur(image, background_weight(alpha), sigma, image.dtype)
+    out = normalized_blur(image, background_weight(alpha), sigma, image.dtype, options.kernel)
     for rows in strips(image.shape[0]):
         out[rows] = blend(image[rows], out[rows], alpha[rows])
     return out

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 import torch
 
@@ -32,11 +33,14 @@ from blurcli.io import (
     write_file,
 )
 from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_guide
+from blurcli.resample import upsample
 from blurcli.segment import Prepared, Segmenter
 
 PredictMode = Literal["alpha", "classes", "overlay"]
-# A finishing step: the photo and its low-resolution model output -> the photo to write.
-Finish = Callable[[Photo, np.ndarray], Photo]
+# Stems of what `blur` and `predict` write; folders are searched without them, so reruns and
+# `blur --mask` on predict's output folder never take an output for a photo.
+OUTPUT_SUFFIXES = ("_blurred", "_mask")
+MASK_SUFFIX = "_mask"
 STDIN = "<stdin>"
 STDOUT = "<stdout>"
 # Overlay colours per class (RGB): background untouched, skin green, hair red, as in the LFW masks.
@@ -54,6 +58,8 @@ class Job:
     source: Path | None
     target: Path | None
     format: str | None = None
+    mask: Path | None = None  # a mask to use instead of the model's (8/16-bit grey, white = subject)
+    mask_target: Path | None = None  # where to save the mask used (8-bit PNG)
 
     @property
     def name(self) -> str:
@@ -90,18 +96,63 @@ class RunOptions:
 # What happens to one photo
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """What a finishing step made of one photo: the image to write, and the mask it used if asked."""
+
+    photo: Photo
+    mask: Photo | None = None
+
+
+# A finishing step: the photo and its subject mask (the model's low-resolution output, or a
+# full-resolution mask given by the user) -> what to write.
+Finish = Callable[[Photo, np.ndarray], Rendered]
+
+
+def render_blur(
+    photo: Photo,
+    low: np.ndarray,
+    options: BlurOptions = BlurOptions(),
+    refine: RefineOptions | None = RefineOptions(),
+    keep_mask: bool = False,
+) -> Rendered:
+    """Blur a photo's background under its subject mask: the model's (h, w) probability, enlarged
+    along the photo's edges, or a mask already at full resolution, used as it is.
+
+    Grey stays grey, 16-bit stays 16-bit, alpha is kept untouched. `keep_mask` also returns the
+    full-resolution mask used, as 8-bit grey.
+    """
+    alpha = enlarge_mask(low, grey_guide(to_8bit(photo.colour)), refine)
+    blurred = photo.with_colour(composite(photo.colour, alpha, options))
+    return Rendered(blurred, alpha_photo(alpha) if keep_mask else None)
+
+
 def blur_photo(
     photo: Photo,
     low: np.ndarray,
     options: BlurOptions = BlurOptions(),
     refine: RefineOptions | None = RefineOptions(),
 ) -> Photo:
-    """Blur a photo's background given its (h, w) low-resolution subject probability.
+    """The photo with its background blurred (see `render_blur`)."""
+    return render_blur(photo, low, options, refine).photo
 
-    Grey stays grey, 16-bit stays 16-bit, alpha is kept untouched; the mask follows the photo's edges.
-    """
-    alpha = enlarge_mask(low, grey_guide(to_8bit(photo.colour)), refine)
-    return photo.with_colour(composite(photo.colour, alpha, options))
+
+def alpha_photo(alpha: np.ndarray) -> Photo:
+    """(H, W) float mask in [0, 1] -> an 8-bit grey Photo (0 background, 255 subject)."""
+    return Photo(np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
+def mask_from_photo(mask: Photo, size: tuple[int, int], name: str) -> np.ndarray:
+    """A mask image (grey or colour, 8 or 16 bit; white = subject) -> (H, W) float32 in [0, 1] at
+    the photo's `size`, enlarged if smaller. A mask of another shape than the photo is refused."""
+    values = mask.colour
+    if values.ndim == 3:
+        values = cv2.cvtColor(values, cv2.COLOR_RGB2GRAY)
+    alpha = values.astype(np.float32) * (1 / np.iinfo(values.dtype).max)
+    (height, width), (rows, cols) = size, alpha.shape
+    if abs(rows * width - cols * height) > 0.02 * height * width:  # aspect ratios differ by > 2 %
+        raise BlurcliError(f"{name}: the mask is {cols}x{rows}, the photo {width}x{height} (another shape)")
+    return upsample(alpha, size) if (rows, cols) != size else alpha
 
 
 def mask_photo(
@@ -114,8 +165,7 @@ def mask_photo(
     0/1/2, or a coloured overlay. `low` is (h, w) subject probability for alpha, else (h, w, C)."""
     guide = grey_guide(to_8bit(photo.colour))
     if mode == "alpha":
-        alpha = enlarge_mask(low, guide, refine)
-        return Photo(np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        return alpha_photo(enlarge_mask(low, guide, refine))
     classes = enlarge_classes(low, guide, refine)
     if mode == "classes":
         return Photo(classes)
@@ -147,14 +197,17 @@ def predict_image(segmenter: Segmenter, image: np.ndarray, mode: PredictMode = "
 
 
 def find_inputs(
-    items: Sequence[str], recursive: bool = False, skip_suffix: str = "", skip_under: Path | None = None
+    items: Sequence[str],
+    recursive: bool = False,
+    skip_suffixes: Sequence[str] = OUTPUT_SUFFIXES,
+    skip_under: Path | None = None,
 ) -> list[tuple[Path, Path]]:
     """Expand files, folders and glob patterns into (file, root) pairs, in a stable order.
 
     A folder yields its images (all levels with `recursive`); `root` is the folder, so outputs can
     mirror the tree under it; a file's root is its own folder. Hidden files, files whose stem ends
-    with `skip_suffix` (earlier outputs) and anything under `skip_under` (the output folder) are
-    left out of folders. A path that does not exist is kept, to be reported as a failed file.
+    with one of `skip_suffixes` (earlier outputs) and anything under `skip_under` (the output
+    folder) are left out of folders. A path that does not exist is kept, to be reported as a failed file.
     """
     found: dict[Path, tuple[Path, Path]] = {}
     skip = skip_under.resolve() if skip_under is not None else None
@@ -164,11 +217,11 @@ def find_inputs(
             matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
             pairs = [(m, m.parent) for m in matches if m.is_file()]
             for folder in (m for m in matches if m.is_dir()):
-                pairs.extend(_folder_images(folder, recursive, skip_suffix, skip))
+                pairs.extend(_folder_images(folder, recursive, skip_suffixes, skip))
             if not matches:
                 pairs = [(path, path.parent)]
         elif path.is_dir():
-            pairs = list(_folder_images(path, recursive, skip_suffix, skip))
+            pairs = list(_folder_images(path, recursive, skip_suffixes, skip))
         else:
             pairs = [(path, path.parent)]
         for file, root in pairs:
@@ -177,7 +230,7 @@ def find_inputs(
 
 
 def _folder_images(
-    folder: Path, recursive: bool, skip_suffix: str, skip: Path | None
+    folder: Path, recursive: bool, skip_suffixes: Sequence[str], skip: Path | None
 ) -> Iterator[tuple[Path, Path]]:
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     for path in sorted(candidates):
@@ -186,7 +239,7 @@ def _folder_images(
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
             continue
-        if skip_suffix and path.stem.endswith(skip_suffix):
+        if any(path.stem.endswith(suffix) for suffix in skip_suffixes if suffix):
             continue
         if skip is not None and skip in path.resolve().parents:
             continue
@@ -205,11 +258,17 @@ def plan_jobs(
 
     `output` is a file when there is one input file and it has an extension (which then sets the
     format); otherwise a folder, in which folder inputs keep their tree and names get
-    `folder_suffix` (default: `suffix`). The extension is `fmt`, else `default_format`, else the
-    input's. Writing over an input, or two inputs sharing one output, is a usage error.
+    `folder_suffix` (default: `suffix`); `-` is stdout. The extension is `fmt`, else
+    `default_format`, else the input's. Writing over an input, or two inputs sharing one output, is
+    a usage error.
     """
     ext = normalize_extension(fmt) if fmt else None
     default = normalize_extension(default_format) if default_format else None
+    if output == Path("-"):  # -o - : standard output, for one photo
+        if len(inputs) != 1:
+            raise UsageError(f"-o - writes one image to stdout, but there are {len(inputs)} inputs")
+        path = inputs[0][0]
+        return [Job(path, None, ext or default or normalize_extension(path.suffix or ".png"))]
     names_file = output is not None and output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
     if names_file and len(inputs) > 1:
         raise UsageError(f"-o {output} names one file, but there are {len(inputs)} inputs; give a folder")
@@ -223,32 +282,78 @@ def plan_jobs(
         elif single_file:
             target = output
         else:
-            relative = path.relative_to(root).parent if _is_under(path, root) else Path()
-            target = output / relative / f"{path.stem}{in_folder}{name_ext}"
+            target = output / _relative_folder(path, root) / f"{path.stem}{in_folder}{name_ext}"
         jobs.append(Job(path, target, ext or normalize_extension(target.suffix or ".png")))
     _check_targets(inputs, jobs)
     return jobs
 
 
-def _is_under(path: Path, root: Path) -> bool:
+def _relative_folder(path: Path, root: Path) -> Path:
+    """The folder of `path` below `root` (empty when it is not below it), for mirroring trees."""
     try:
-        path.relative_to(root)
+        return path.relative_to(root).parent
     except ValueError:
-        return False
-    return True
+        return Path()
 
 
 def _check_targets(inputs: Sequence[tuple[Path, Path]], jobs: Sequence[Job]) -> None:
     sources = {path.resolve() for path, _ in inputs}
-    seen: dict[Path, Path] = {}
+    sources |= {job.mask.resolve() for job in jobs if job.mask is not None}
+    seen: dict[Path, str] = {}
     for job in jobs:
-        assert job.target is not None and job.source is not None
-        key = job.target.resolve()
-        if key in sources:
-            raise UsageError(f"{job.target}: refusing to overwrite an input file")
-        if key in seen:
-            raise UsageError(f"{job.source} and {seen[key]} would both be written to {job.target}")
-        seen[key] = job.source
+        for target in (job.target, job.mask_target):
+            if target is None:
+                continue
+            key = target.resolve()
+            if key in sources:
+                raise UsageError(f"{target}: refusing to overwrite an input file")
+            if key in seen:
+                raise UsageError(f"{job.name} and {seen[key]} would both be written to {target}")
+            seen[key] = job.name
+
+
+def add_masks(
+    jobs: Sequence[Job], inputs: Sequence[tuple[Path, Path]], given: Path | None, save: bool
+) -> list[Job]:
+    """Jobs with the masks to use (`given`: one file, or a folder mirroring the inputs' tree, as
+    `predict` writes it) and, with `save`, where to write the mask used: <stem>_mask.png beside
+    each output, the name `predict` and `--mask FOLDER` use. `inputs` pairs with `jobs` (empty for
+    stdin)."""
+    if given is None and not save:
+        return list(jobs)
+    if given is not None and save:
+        raise UsageError("--save-mask with --mask would only copy the mask given")
+    if given is not None and not given.exists():
+        raise UsageError(f"--mask {given}: no such file or folder")
+    if given is not None and given.is_file() and len(jobs) > 1:
+        raise UsageError(f"--mask {given} is one file, but there are {len(jobs)} inputs; give a folder")
+    planned = []
+    for index, job in enumerate(jobs):
+        if given is not None:
+            source, root = inputs[index] if inputs else (None, None)
+            mask = given if given.is_file() else _mask_in(given, source, root)
+            planned.append(Job(job.source, job.target, job.format, mask=mask))
+        else:
+            if job.target is None:
+                raise UsageError("--save-mask needs an output file (-o), not stdout")
+            stem = job.target.stem if job.source is None else job.source.stem
+            mask_target = job.target.with_name(f"{stem}{MASK_SUFFIX}.png")
+            planned.append(Job(job.source, job.target, job.format, mask_target=mask_target))
+    _check_targets(inputs, planned)
+    return planned
+
+
+def _mask_in(folder: Path, source: Path | None, root: Path | None) -> Path:
+    """The mask for `source` in a masks folder: <stem>_mask.png (beside-input layout) or <stem>.png
+    (`predict -o FOLDER` layout), in the input's mirrored sub-folder; never the photo itself."""
+    if source is None or root is None:
+        raise UsageError(f"--mask {folder} is a folder; stdin needs a mask file")
+    place = folder / _relative_folder(source, root)
+    candidates = [place / f"{source.stem}{MASK_SUFFIX}.png", place / f"{source.stem}.png"]
+    for candidate in candidates:
+        if candidate.is_file() and candidate.resolve() != source.resolve():
+            return candidate
+    return candidates[0]  # missing: this photo fails with the name of the file looked for
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,8 +364,9 @@ def _check_targets(inputs: Sequence[tuple[Path, Path]], jobs: Sequence[Job]) -> 
 class _Loaded:
     job: Job
     photo: Photo
-    prepared: Prepared
+    prepared: Prepared | None  # for the model; None when the job brings its own mask
     started: float
+    mask: np.ndarray | None = None  # the job's own mask, at the photo's full resolution
 
 
 class Runner:
@@ -273,7 +379,7 @@ class Runner:
 
     def __init__(
         self,
-        segmenter: Segmenter,
+        segmenter: Segmenter | None,
         finish: Finish,
         subject_only: bool,
         options: RunOptions = RunOptions(),
@@ -336,8 +442,9 @@ class Runner:
                     batch.append(future.result())
                 except Exception as error:  # a bad file is reported, the batch goes on
                     report(_failure(job, error, started))
-            lows = self._forward(batch, report)
-            for loaded, low in zip(batch, lows, strict=True):
+            lows = self._forward([loaded for loaded in batch if loaded.mask is None], report)
+            for loaded in batch:
+                low = loaded.mask if loaded.mask is not None else next(lows)
                 if low is not None:
                     saving.add(pool.submit(self._save, loaded, low))
             while len(saving) > max(1, self.options.jobs):
@@ -356,24 +463,41 @@ class Runner:
         else:
             data = read_bytes(job.source)
         photo = decode_photo(data, job.name, self.options.max_pixels)
+        if job.mask is not None:
+            if not job.mask.is_file():
+                raise BlurcliError(f"{job.name}: no mask at {job.mask}")
+            mask = decode_photo(read_bytes(job.mask), str(job.mask), self.options.max_pixels)
+            return _Loaded(
+                job, photo, None, started, mask_from_photo(mask, photo.pixels.shape[:2], str(job.mask))
+            )
+        if self.segmenter is None:
+            raise BlurcliError(f"{job.name}: no mask given and no model loaded")
         return _Loaded(job, photo, self.segmenter.prepare(to_rgb8(photo.pixels)), started)
 
-    def _forward(self, batch: list[_Loaded], report: Callable[[FileResult], None]) -> list[np.ndarray | None]:
+    def _forward(
+        self, batch: list[_Loaded], report: Callable[[FileResult], None]
+    ) -> Iterator[np.ndarray | None]:
+        """The model's outputs for a batch, in order; a failed pass fails its photos (None each)."""
         if not batch:
-            return []
-        prepared = [loaded.prepared for loaded in batch]
+            return iter([])
+        assert self.segmenter is not None
+        prepared = [loaded.prepared for loaded in batch if loaded.prepared is not None]
         try:
-            return list(self.segmenter.forward(prepared, len(batch), self.subject_only))
+            return iter(list(self.segmenter.forward(prepared, len(batch), self.subject_only)))
         except Exception as error:  # e.g. out of GPU memory: fail these, go on
             for loaded in batch:
                 report(_failure(loaded.job, error, loaded.started))
-            return [None] * len(batch)
+            return iter([None] * len(batch))
 
     def _save(self, loaded: _Loaded, low: np.ndarray) -> FileResult:
         job = loaded.job
         try:
-            photo = self.finish(loaded.photo, low)
-            data = encode_photo(photo, job.format or loaded.photo.format or ".png", self.options.quality)
+            rendered = self.finish(loaded.photo, low)
+            data = encode_photo(
+                rendered.photo, job.format or loaded.photo.format or ".png", self.options.quality
+            )
+            if job.mask_target is not None and rendered.mask is not None:
+                write_file(job.mask_target, encode_photo(rendered.mask, ".png", self.options.quality))
             if job.target is None:
                 if self.write_stdout is None:
                     raise BlurcliError(f"{STDOUT}: no standard output here")
@@ -397,6 +521,7 @@ def _failure(job: Job, error: Exception, started: float) -> FileResult:
 
 def stdio_job(output: Path | None, fmt: str | None) -> Job:
     """The job for '-': stdin to stdout, or to `output`; format from `fmt`, the output's or the input's."""
+    output = None if output == Path("-") else output
     if fmt:
         return Job(None, output, normalize_extension(fmt))
     return Job(None, output, normalize_extension(output.suffix) if output and output.suffix else None)

@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from blurcli.compose import BlurOptions, composite, diagonal_sigma, gaussian_blur, normalized_blur
+from blurcli.compose import (
+    BlurOptions,
+    composite,
+    diagonal_sigma,
+    disc_kernel,
+    gaussian_blur,
+    normalized_blur,
+)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -55,6 +62,29 @@ def test_subject_colour_does_not_bleed_into_the_background() -> None:
     assert np.abs(naive[30:38, 40:80] - 20).max() > 30  # the naive blend does show a halo
 
 
+@pytest.mark.parametrize("kernel", ["gaussian", "disc"])
+def test_background_beside_the_subject_matches_the_background_only_blur(kernel: str) -> None:
+    """No halo: around a bright subject the result equals the blur of the scene without the subject
+    (to within a few levels); the naive blend of a blurred photo misses by tens of levels."""
+    size = 240
+    scene = _smooth_noise(np.random.default_rng(5), size) * 0.4 - 20  # dark texture, about 30 +- 5
+    scene += np.linspace(0, 20, size, dtype=np.float32)[None, :, None]  # and a gentle gradient
+    scene = np.clip(scene, 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    alpha = (np.hypot(yy - size / 2, xx - size / 2) < 50).astype(np.float32)
+    photo = scene.copy()
+    photo[alpha > 0] = (250, 240, 230)  # a bright subject in front
+    options = BlurOptions(strength=0.03, feather=0.0, kernel=kernel)  # type: ignore[arg-type]
+    sigma = diagonal_sigma(photo.shape, options.strength)
+    reference = normalized_blur(scene, np.ones(alpha.shape, np.float32), sigma, np.float32, options.kernel)
+    ring = (alpha == 0) & (np.hypot(yy - size / 2, xx - size / 2) < 58)  # 8 px just outside
+    ours = composite(photo, alpha, options).astype(np.float32)
+    assert np.abs(ours[ring] - reference[ring]).max() < 6
+    naive_blur = normalized_blur(photo, np.ones(alpha.shape, np.float32), sigma, np.float32, options.kernel)
+    naive = alpha[..., None] * photo + (1 - alpha[..., None]) * naive_blur
+    assert np.abs(naive[ring] - reference[ring]).max() > 40
+
+
 def test_normalized_blur_ignores_zero_weight_pixels() -> None:
     image = np.zeros((40, 40, 3), np.float32)
     image[:, 20:] = 100.0
@@ -69,6 +99,49 @@ def test_large_blurs_match_the_full_resolution_blur(sigma: float) -> None:
     image = _smooth_noise(np.random.default_rng(0), 400)
     reference = cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     assert _psnr(gaussian_blur(image, sigma), reference) > 40
+
+
+def test_disc_kernel_is_a_flat_normalised_disc() -> None:
+    kernel = disc_kernel(6.0)
+    assert kernel.shape == (13, 13) and kernel.sum() == pytest.approx(1.0)
+    assert kernel[6, 6] == kernel[6, 9] == kernel.max()  # flat inside
+    assert kernel[0, 0] == 0 and kernel[6, 0] > 0  # round: corners empty, rim reached
+
+
+def _point_lights(size: int = 201) -> np.ndarray:
+    """A dark frame with one small bright light in the middle (1/60 of the frame wide)."""
+    image = np.full((size, size, 3), 10, np.uint8)
+    half = size // 120
+    image[size // 2 - half : size // 2 + half + 1, size // 2 - half : size // 2 + half + 1] = 255
+    return image
+
+
+@pytest.mark.parametrize("size", [201, 801])  # full resolution and the reduced-size (pyramid) path
+def test_the_disc_turns_a_point_of_light_into_a_flat_disc_the_gaussian_into_a_bell(size: int) -> None:
+    image = _point_lights(size)
+    options = BlurOptions(strength=0.02, feather=0.0)
+    radius = 2 * diagonal_sigma(image.shape, options.strength)
+    background = np.zeros(image.shape[:2], np.float32)
+    centre = size // 2
+    disc = composite(image, background, BlurOptions(options.strength, 0.0, "disc"))[centre, :, 0].astype(
+        float
+    )
+    bell = composite(image, background, options)[centre, :, 0].astype(float)
+    glow = disc[centre - int(0.6 * radius) : centre + int(0.6 * radius) + 1] - 10
+    assert glow.min() > 0.75 * glow.max() and glow.min() > 15  # a flat, clearly visible highlight
+    rim = int(radius) + size // 60 + 2  # the disc, widened by the light itself
+    assert np.abs(disc[: centre - rim] - 10).max() <= 1  # a crisp rim: nothing beyond it
+    assert bell[centre] - 10 > 2 * (bell[centre - int(0.8 * radius)] - 10)  # the Gaussian is a bell
+
+
+@pytest.mark.parametrize("sigma", [12.0, 40.0])
+def test_large_disc_blurs_match_the_full_resolution_disc(sigma: float) -> None:
+    image = np.clip(_smooth_noise(np.random.default_rng(1), 400), 0, 255).astype(np.uint8)
+    weight = np.ones(image.shape[:2], np.float32)
+    linear = (image.astype(np.float32) / 255) ** 2.2
+    full = cv2.filter2D(linear, -1, disc_kernel(2 * sigma), borderType=cv2.BORDER_REFLECT)
+    reference = np.clip(full ** (1 / 2.2) * 255 + 0.5, 0, 255).astype(np.uint8)
+    assert _psnr(normalized_blur(image, weight, sigma, np.uint8, "disc"), reference) > 40
 
 
 def _smooth_noise(rng: np.random.Generator, size: int) -> np.ndarray:

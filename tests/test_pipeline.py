@@ -13,7 +13,7 @@ import pytest
 
 from blurcli.errors import UsageError
 from blurcli.io import Photo, read_photo, write_image
-from blurcli.pipeline import Runner, RunOptions, blur_photo, find_inputs, plan_jobs
+from blurcli.pipeline import Rendered, Runner, RunOptions, find_inputs, plan_jobs, render_blur
 from blurcli.segment import Segmenter
 
 
@@ -77,7 +77,7 @@ def test_runner_reports_each_file_once_in_batches(tmp_path: Path, tiny_weights: 
     paths = _photos(tmp_path, 7)
     jobs = plan_jobs(find_inputs([str(tmp_path)]), tmp_path / "out", "_b")
     segmenter = Segmenter.load(str(tiny_weights), "cpu")
-    runner = Runner(segmenter, blur_photo, True, RunOptions(batch_size=3, jobs=2))
+    runner = Runner(segmenter, render_blur, True, RunOptions(batch_size=3, jobs=2))
     results = runner.run(jobs)
     assert sorted(r.input for r in results) == sorted(str(p) for p in paths)
     assert {r.status for r in results} == {"done"}
@@ -93,11 +93,11 @@ def test_interrupted_batch_leaves_whole_files_and_a_rerun_finishes(
     segmenter = Segmenter.load(str(tiny_weights), "cpu")
     calls = []
 
-    def interrupted(photo: Photo, low: np.ndarray) -> Photo:
+    def interrupted(photo: Photo, low: np.ndarray) -> Rendered:
         calls.append(photo)
         if len(calls) == 3:
             raise KeyboardInterrupt  # as if Ctrl-C landed while this file was being finished
-        return blur_photo(photo, low)
+        return render_blur(photo, low)
 
     with pytest.raises(KeyboardInterrupt):
         Runner(segmenter, interrupted, True, RunOptions(batch_size=2, jobs=1)).run(jobs)
@@ -106,7 +106,7 @@ def test_interrupted_batch_leaves_whole_files_and_a_rerun_finishes(
     assert all(not p.name.startswith(".") for p in written)  # no temp files left behind
     for path in written:
         assert read_photo(path).pixels.shape == (48, 56, 3)  # every file that exists is whole
-    results = Runner(segmenter, blur_photo, True, RunOptions(batch_size=2, jobs=1)).run(jobs)
+    results = Runner(segmenter, render_blur, True, RunOptions(batch_size=2, jobs=1)).run(jobs)
     assert sum(r.status == "skipped" for r in results) == len(written)
     assert sum(r.status == "done" for r in results) == 6 - len(written)
     assert len(list(out.iterdir())) == 6

@@ -18,6 +18,7 @@ from blurcli.train import (
     average_weights,
     class_weights_from,
     greedy_soup,
+    mirrored_probabilities,
     train,
 )
 from blurcli.weights import Checkpoint, load_checkpoint, save_checkpoint
@@ -82,13 +83,29 @@ def test_distillation_objective_mixes_labels_and_teacher() -> None:
         copy = teacher(images)
     labels_only = Objective()(copy, images, masks)
     torch.testing.assert_close(labels_only, torch.nn.functional.cross_entropy(copy, masks))
-    # A student that already predicts what the teacher does gets no gradient from the teacher's term.
-    student = copy.clone().requires_grad_(True)
+    # A student that already predicts what the (mirror-averaged) teacher does gets no gradient from
+    # the teacher's term.
+    with torch.no_grad():
+        target = mirrored_probabilities(teacher, images)
+    student = target.log().requires_grad_(True)
     Objective(teacher=teacher, distill=1.0)(student, images, masks).backward()
     assert student.grad.abs().max() < 1e-7
     mixed = Objective(teacher=teacher, distill=0.25)(copy, images, masks)
     soft = Objective(teacher=teacher, distill=1.0)(copy, images, masks)
     torch.testing.assert_close(mixed, 0.75 * labels_only + 0.25 * soft)
+
+
+def test_mirrored_probabilities_are_a_distribution_that_commutes_with_mirroring() -> None:
+    torch.manual_seed(1)
+    model = UNet(UNetConfig(width=4, depth=2, stem_stride=1)).eval()
+    images = torch.randn(2, 3, 16, 24)
+    with torch.no_grad():
+        probabilities = mirrored_probabilities(model, images)
+        mirrored = mirrored_probabilities(model, images.flip(-1))
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2, 16, 24))
+    torch.testing.assert_close(mirrored, probabilities.flip(-1))
+    single = torch.softmax(model(images), dim=1)
+    assert not torch.allclose(probabilities, single)  # the mirror pass really contributes
 
 
 def test_training_with_a_teacher_runs_and_checks_the_teacher(lfw_dir: Path, tmp_path: Path) -> None:
