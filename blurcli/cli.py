@@ -411,6 +411,15 @@ def train(
     distill: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Weight of the teacher's term (the labels get the rest).")
     ] = 0.5,
+    loss_size: Annotated[
+        int | None,
+        typer.Option(
+            "--loss-size",
+            min=1,
+            help="Score the loss on labels of this side, the logits enlarged to it (as eval compares "
+            "at the labels' 250 px). Default: the input size.",
+        ),
+    ] = None,
     soup: Annotated[
         list[Path] | None,
         typer.Option(
@@ -449,6 +458,7 @@ def train(
         init=init,
         teacher=teacher,
         distill=distill,
+        loss_size=loss_size,
     )
     with _progress(
         console,

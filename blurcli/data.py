@@ -353,18 +353,24 @@ def augment_pair(
     rng: np.random.Generator,
     aug: Augmentation,
     context: tuple[np.ndarray, np.ndarray] | None = None,
+    image_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One random training view of (image, mask) at size x size: geometry, then photometry.
 
-    `context` (another image and its mask) may fill the frame around a zoomed-out picture.
+    `context` (another image and its mask) may fill the frame around a zoomed-out picture. With
+    `image_size`, the picture is then area-resized to that side (as photos are for the model)
+    while the labels keep `size`, finer than the model's input.
     """
     matrix = random_affine(rng, image.shape[0], size, aug)
     warped, labels = warp_pair(image, mask, matrix, size, random_fill(rng, size, aug, context))
+    if image_size is not None and image_size != size:
+        warped = cv2.resize(warped, (image_size, image_size), interpolation=cv2.INTER_AREA)
     return photometric(warped, rng, aug), labels
 
 
 class SegmentationDataset(Dataset):
-    """Training examples as tensors: (3, S, S) float32 normalised image, (S, S) int64 classes.
+    """Training examples as tensors: (3, S, S) float32 normalised image, (L, L) int64 classes,
+    L = `label_size` (default S; larger keeps the labels' detail for a loss on enlarged logits).
 
     With `augment`, every (seed, epoch, index) gives its own reproducible random view, so results
     do not depend on the number of loader workers.
@@ -379,11 +385,15 @@ class SegmentationDataset(Dataset):
         augment: bool = True,
         seed: int = 0,
         augmentation: Augmentation = Augmentation(),
+        label_size: int | None = None,
     ) -> None:
         if input_size % multiple:
             raise UsageError(f"input size {input_size} is not a multiple of {multiple}")
+        if label_size is not None and label_size < input_size:
+            raise UsageError(f"--loss-size {label_size} is smaller than the input size {input_size}")
         self.split = split
         self.input_size = input_size
+        self.label_size = label_size or input_size
         self.mean = tuple(normalization["mean"])
         self.std = tuple(normalization["std"])
         self.augment = augment
@@ -400,13 +410,15 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.split.images[index], self.split.masks[index]
-        size = self.input_size
+        size, labels = self.input_size, self.label_size
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             other = int(rng.integers(len(self)))
             context = (self.split.images[other], self.split.masks[other])
-            image, mask = augment_pair(image, mask, size, rng, self.augmentation, context)
-        elif image.shape[:2] != (size, size):
-            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-            mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+            image, mask = augment_pair(image, mask, labels, rng, self.augmentation, context, size)
+        else:
+            if image.shape[:2] != (size, size):
+                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+            if mask.shape != (labels, labels):
+                mask = cv2.resize(mask, (labels, labels), interpolation=cv2.INTER_NEAREST)
         return to_tensor(image, self.mean, self.std), torch.from_numpy(mask.astype(np.int64))

@@ -52,6 +52,7 @@ class TrainConfig:
     init: Path | None = None  # start from these weights (fine-tuning); same architecture
     teacher: Path | None = None  # distil: also match this model's probabilities on each batch
     distill: float = 0.5  # weight of the teacher's term; the labels' cross-entropy gets the rest
+    loss_size: int | None = None  # labels at this side, logits enlarged to it (None: the input size)
 
     def model_config(self) -> UNetConfig:
         return UNetConfig(width=self.width, depth=self.depth, stem_stride=self.stem_stride)
@@ -136,6 +137,7 @@ def train(
         NORMALIZATION,
         augment=config.augment,
         seed=config.seed,
+        label_size=config.loss_size,
     )
 
     model = UNet(model_config).to(device)
@@ -329,12 +331,22 @@ class Objective:
     distill: float = 0.5
 
     def __call__(self, logits: torch.Tensor, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(logits, masks, weight=self.weights)
+        """Labels finer than the logits (`--loss-size`) score the logits enlarged bilinearly, as
+        `eval` enlarges predictions to the labels' resolution."""
+        loss = F.cross_entropy(_enlarge(logits, masks.shape[-2:]), masks, weight=self.weights)
         if self.teacher is None:
             return loss
         with torch.no_grad():
-            target = mirrored_probabilities(self.teacher, images)
+            target = _enlarge(mirrored_probabilities(self.teacher, images), masks.shape[-2:])
+        logits = _enlarge(logits, masks.shape[-2:])
         return (1 - self.distill) * loss + self.distill * F.cross_entropy(logits, target)
+
+
+def _enlarge(maps: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """(N, C, h, w) -> (N, C, *size), bilinear with pixel centres aligned (as cv2.resize)."""
+    if maps.shape[-2:] == size:
+        return maps
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def mirrored_probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

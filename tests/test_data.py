@@ -182,6 +182,22 @@ def test_dataset_without_augmentation_returns_model_sized_tensors(lfw_dir: Path)
     assert mask.shape == (64, 64) and mask.dtype == torch.int64
 
 
+def test_finer_labels_line_up_with_the_smaller_picture(lfw_dir: Path) -> None:
+    image, mask = _square_pair()
+    plain = Augmentation(brightness=0, contrast=0, saturation=0, hue=0, gamma=0, grayscale=0, blur=0,
+                         noise=0, jpeg=0)  # fmt: skip
+    for seed in range(5):
+        view, labels = augment_pair(image, mask, 128, np.random.default_rng(seed), plain, image_size=64)
+        assert view.shape == (64, 64, 3) and labels.shape == (128, 128)
+        coarse = cv2.resize(labels, (64, 64), interpolation=cv2.INTER_NEAREST)
+        inside = view[coarse == 1].mean(axis=-1)
+        assert np.median(inside) > 180  # the labels still sit on the subject's pixels
+    split = load_split(lfw_dir, "train", limit=2)
+    for augment in (True, False):
+        picture, labels = SegmentationDataset(split, 64, 8, augment=augment, label_size=96)[0]
+        assert picture.shape == (3, 64, 64) and labels.shape == (96, 96)
+
+
 @pytest.mark.skipif(not REAL_LFW.is_dir(), reason="LFW Part Labels not present in ../shared/data")
 def test_real_lfw_part_labels_load_with_official_counts() -> None:
     sizes = {"train": 1500, "validation": 500, "test": 927}

@@ -95,6 +95,24 @@ def test_distillation_objective_mixes_labels_and_teacher() -> None:
     torch.testing.assert_close(mixed, 0.75 * labels_only + 0.25 * soft)
 
 
+def test_finer_labels_score_the_enlarged_logits() -> None:
+    torch.manual_seed(2)
+    logits, images = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    masks = torch.randint(0, 3, (2, 12, 12))
+    enlarged = torch.nn.functional.interpolate(logits, size=(12, 12), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(
+        Objective()(logits, images, masks), torch.nn.functional.cross_entropy(enlarged, masks)
+    )
+
+
+def test_training_with_a_finer_loss_size_runs(lfw_dir: Path, tmp_path: Path) -> None:
+    result = train(_config(lfw_dir, tmp_path / "m.pt", epochs=1, loss_size=48))
+    assert np.isfinite(result.history[-1]["train_loss"])
+    assert load_checkpoint(result.paths.best).info["train"]["loss_size"] == 48
+    with pytest.raises(UsageError, match="smaller than the input size"):
+        train(_config(lfw_dir, tmp_path / "x.pt", loss_size=16))
+
+
 def test_mirrored_probabilities_are_a_distribution_that_commutes_with_mirroring() -> None:
     torch.manual_seed(1)
     model = UNet(UNetConfig(width=4, depth=2, stem_stride=1)).eval()
