@@ -25,6 +25,7 @@ from rich.table import Table
 from blurcli import pipeline
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.heads import HeadMode, head_options
 from blurcli.io import DEFAULT_MAX_PIXELS
 from blurcli.pipeline import FileResult, RunOptions
 from blurcli.refine import RefineOptions
@@ -196,6 +197,14 @@ JsonOption = Annotated[
 MaxPixelsOption = Annotated[
     int, typer.Option("--max-pixels", min=1, help="Refuse larger images (decompression bombs).")
 ]
+HeadsOption = Annotated[
+    HeadMode,
+    typer.Option(
+        "--heads",
+        help="auto: a portrait takes one pass; otherwise every person found gets a close-up "
+        "(group, half- and full-body photos). single: one pass over the whole photo.",
+    ),
+]
 RefineFlag = Annotated[
     bool, typer.Option("--refine/--no-refine", help="Snap the mask to the photo's edges (guided filter).")
 ]
@@ -235,6 +244,15 @@ def blur(
         bool,
         typer.Option("--save-mask", help="Also write the mask used, <stem>_mask.png beside each output."),
     ] = False,
+    heads: HeadsOption = "auto",
+    keep_empty: Annotated[
+        bool,
+        typer.Option(
+            "--keep-empty",
+            help="A photo in which no person is found is copied unchanged (default: it is all "
+            "background, so it is blurred all over).",
+        ),
+    ] = False,
     recursive: RecursiveOption = False,
     overwrite: OverwriteOption = False,
     fmt: FormatOption = None,
@@ -256,11 +274,12 @@ def blur(
     refinement = RefineOptions() if refine else None
     runner = pipeline.Runner(
         segmenter,
-        lambda photo, low: pipeline.render_blur(photo, low, options, refinement, save_mask),
+        lambda photo, low: pipeline.render_blur(photo, low, options, refinement, save_mask, keep_empty),
         subject_only=True,
         options=RunOptions(batch_size, jobs, quality, max_pixels, overwrite),
         read_stdin=sys.stdin.buffer.read,
         write_stdout=_write_stdout,
+        heads=head_options(heads),
     )
     _run_jobs(planned, runner, "blurring", as_json, quiet)
 
@@ -294,6 +313,7 @@ def predict(
     as_json: JsonOption = False,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     refine: RefineFlag = True,
+    heads: HeadsOption = "auto",
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -312,6 +332,7 @@ def predict(
         options=RunOptions(batch_size, jobs, quality, max_pixels, overwrite),
         read_stdin=sys.stdin.buffer.read,
         write_stdout=_write_stdout,
+        heads=head_options(heads),
     )
     _run_jobs(planned, runner, "segmenting", as_json, quiet)
 

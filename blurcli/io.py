@@ -166,10 +166,10 @@ def decode_image(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS)
     return to_rgb8(decode_photo(data, source, max_pixels).pixels)
 
 
-def read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path | str) -> bytes:
     """A file's bytes, with one-line errors for the usual ways reading fails."""
     try:
-        return path.read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise BlurcliError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -180,12 +180,12 @@ def read_bytes(path: Path) -> bytes:
         raise BlurcliError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
-def read_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+def read_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     """Image file -> upright Photo (see decode_photo)."""
     return decode_photo(read_bytes(path), str(path), max_pixels)
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path | str) -> np.ndarray:
     """Image file -> (H, W, 3) uint8 RGB, upright."""
     return to_rgb8(read_photo(path).pixels)
 

@@ -20,6 +20,7 @@ import torch
 
 from blurcli.compose import BlurOptions, composite
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.heads import HeadOptions, second_look
 from blurcli.io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -115,13 +116,17 @@ def render_blur(
     options: BlurOptions = BlurOptions(),
     refine: RefineOptions | None = RefineOptions(),
     keep_mask: bool = False,
+    keep_empty: bool = False,
 ) -> Rendered:
     """Blur a photo's background under its subject mask: the model's (h, w) probability, enlarged
     along the photo's edges, or a mask already at full resolution, used as it is.
 
     Grey stays grey, 16-bit stays 16-bit, alpha is kept untouched. `keep_mask` also returns the
-    full-resolution mask used, as 8-bit grey.
+    full-resolution mask used, as 8-bit grey. `keep_empty` returns a photo in which no subject
+    was found (no probability over one half) unchanged, instead of blurring it all over.
     """
+    if keep_empty and float(low.max(initial=0.0)) <= 0.5:
+        return Rendered(photo, alpha_photo(np.zeros(low.shape, np.float32)) if keep_mask else None)
     alpha = enlarge_mask(low, grey_guide(to_8bit(photo.colour)), refine)
     blurred = photo.with_colour(composite(photo.colour, alpha, options))
     return Rendered(blurred, alpha_photo(alpha) if keep_mask else None)
@@ -180,16 +185,33 @@ def overlay(image: np.ndarray, classes: np.ndarray, opacity: float = 0.45) -> np
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def blur_image(segmenter: Segmenter, image: np.ndarray, options: BlurOptions = BlurOptions()) -> np.ndarray:
+def segment_photo(
+    segmenter: Segmenter, image: np.ndarray, subject_only: bool, heads: HeadOptions | None = HeadOptions()
+) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> the model's low-resolution output: one pass, plus a second look at
+    every head when they are not framed like a portrait (`heads`; None: the single pass only)."""
+    low = segmenter.probabilities([image], subject_only=subject_only)[0]
+    return low if heads is None else second_look(segmenter, image, low, subject_only, heads)
+
+
+def blur_image(
+    segmenter: Segmenter,
+    image: np.ndarray,
+    options: BlurOptions = BlurOptions(),
+    heads: HeadOptions | None = HeadOptions(),
+) -> np.ndarray:
     """(H, W, 3) uint8 RGB photo -> the same photo with its background blurred."""
-    low = segmenter.probabilities([image], subject_only=True)[0]
-    return blur_photo(Photo(image), low, options).pixels
+    return blur_photo(Photo(image), segment_photo(segmenter, image, True, heads), options).pixels
 
 
-def predict_image(segmenter: Segmenter, image: np.ndarray, mode: PredictMode = "alpha") -> np.ndarray:
+def predict_image(
+    segmenter: Segmenter,
+    image: np.ndarray,
+    mode: PredictMode = "alpha",
+    heads: HeadOptions | None = HeadOptions(),
+) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> alpha (H, W) uint8 0-255, class map (H, W) uint8 0/1/2, or overlay RGB."""
-    low = segmenter.probabilities([image], subject_only=mode == "alpha")[0]
-    return mask_photo(Photo(image), low, mode).pixels
+    return mask_photo(Photo(image), segment_photo(segmenter, image, mode == "alpha", heads), mode).pixels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,7 +407,9 @@ class Runner:
         options: RunOptions = RunOptions(),
         read_stdin: Callable[[], bytes] | None = None,
         write_stdout: Callable[[bytes], None] | None = None,
+        heads: HeadOptions | None = None,
     ) -> None:
+        self.heads = heads
         self.segmenter = segmenter
         self.finish = finish
         self.subject_only = subject_only
@@ -444,7 +468,9 @@ class Runner:
                     report(_failure(job, error, started))
             lows = self._forward([loaded for loaded in batch if loaded.mask is None], report)
             for loaded in batch:
-                low = loaded.mask if loaded.mask is not None else next(lows)
+                low = (
+                    loaded.mask if loaded.mask is not None else self._second_look(loaded, next(lows), report)
+                )
                 if low is not None:
                     saving.add(pool.submit(self._save, loaded, low))
             while len(saving) > max(1, self.options.jobs):
@@ -488,6 +514,20 @@ class Runner:
             for loaded in batch:
                 report(_failure(loaded.job, error, loaded.started))
             return iter([None] * len(batch))
+
+    def _second_look(
+        self, loaded: _Loaded, low: np.ndarray | None, report: Callable[[FileResult], None]
+    ) -> np.ndarray | None:
+        """With `heads`, a closer look at each head of a photo not framed like a portrait."""
+        if low is None or self.heads is None or self.segmenter is None:
+            return low
+        try:
+            return second_look(
+                self.segmenter, to_rgb8(loaded.photo.pixels), low, self.subject_only, self.heads
+            )
+        except Exception as error:  # fail this photo, go on
+            report(_failure(loaded.job, error, loaded.started))
+            return None
 
     def _save(self, loaded: _Loaded, low: np.ndarray) -> FileResult:
         job = loaded.job

@@ -1,0 +1,188 @@
+"""Heads anywhere in the frame: find every person in a wider look, then segment each one framed as
+LFW frames faces, and merge the close-ups into one mask for the whole photo.
+
+The model learnt faces centred and filling a 250 px crop; shrunk into its 192 px input, a head
+that spans a twelfth of a group photo is a few pixels wide and is lost. So: the usual single pass
+first; if it shows one subject filling the frame (a portrait), that is the answer. Otherwise the
+same fully convolutional network looks at the photo at a larger size (`detect_size`), where small
+heads are as large as its zoomed-out training views; every subject blob it finds becomes a square
+crop framed like LFW, segmented at the model's own input size; close-ups that show a head where
+LFW has one are blended into the single pass with tapered weights, so overlapping crops and crop
+borders leave no seams.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from blurcli.resample import upsample
+from blurcli.segment import Segmenter
+
+HeadMode = Literal["auto", "single"]
+# LFW framing (medians over the train split's labels): skin + hair spans 53 % of the crop's width
+# and starts 12 % below its top.
+_LFW_WIDTH = 0.53
+_LFW_TOP = 0.12
+
+
+@dataclass(frozen=True)
+class HeadOptions:
+    """How to look for heads: the wide look's side in pixels, what counts as a subject blob there,
+    when the single pass is trusted, how many heads at most get a close-up, the merge resolution."""
+
+    detect_size: int = 576
+    threshold: float = 0.5
+    min_side: int = 8  # blobs narrower than this in the wide look are noise
+    portrait_width: float = 0.3  # one subject at least this wide (fraction of the photo): a portrait
+    max_heads: int = 12
+    canvas_size: int = 1024
+    taper: float = 0.15  # fraction of a crop's side over which its weight fades to its border
+
+
+def head_options(mode: HeadMode) -> HeadOptions | None:
+    """`--heads auto` looks again at people not framed like a portrait; `single` never does."""
+    return HeadOptions() if mode == "auto" else None
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square region of the photo, in photo pixels; it may reach past the photo's border."""
+
+    left: int
+    top: int
+    side: int
+
+
+def subject_boxes(prob: np.ndarray, threshold: float, min_side: int) -> list[tuple[int, int, int, int]]:
+    """(h, w) subject probability -> (x0, y0, x1, y1) boxes of its blobs, widest first."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats((prob > threshold).astype(np.uint8), connectivity=8)
+    boxes = []
+    for x, y, width, height, _ in stats[1:count]:
+        if max(width, height) >= min_side:
+            boxes.append((int(x), int(y), int(x + width), int(y + height)))
+    return sorted(boxes, key=lambda box: box[2] - box[0], reverse=True)
+
+
+def is_portrait(low: np.ndarray, options: HeadOptions = HeadOptions()) -> bool:
+    """A single pass's (h, w) subject map shows a subject filling a good part of the frame."""
+    boxes = subject_boxes(low, options.threshold, 2)
+    return bool(boxes) and boxes[0][2] - boxes[0][0] >= options.portrait_width * low.shape[1]
+
+
+def looks_like_a_head(close_up: np.ndarray, threshold: float = 0.5) -> bool:
+    """A close-up (h, w) subject map framed like LFW shows a head where LFW has one: a blob about
+    half the crop wide (a quarter to 0.85) whose middle lies in the crop's middle half."""
+    boxes = subject_boxes(close_up, threshold, 2)
+    if not boxes:
+        return False
+    x0, y0, x1, y1 = boxes[0]
+    rows, cols = close_up.shape
+    centre_x, centre_y = (x0 + x1) / 2 / cols, (y0 + y1) / 2 / rows
+    return 0.25 <= (x1 - x0) / cols <= 0.85 and 0.25 <= centre_x <= 0.75 and 0.2 <= centre_y <= 0.8
+
+
+def lfw_crop(box: tuple[int, int, int, int], scale: float) -> Crop:
+    """The LFW-like square crop around a subject box found at `scale` (wide-look px per photo px)."""
+    x0, y0, x1, y1 = (value / scale for value in box)
+    side = max((x1 - x0) / _LFW_WIDTH, (y1 - y0) / 0.9, 8.0)
+    left = (x0 + x1) / 2 - side / 2
+    top = y0 - _LFW_TOP * side
+    return Crop(round(left), round(top), math.ceil(side))
+
+
+def cut(image: np.ndarray, crop: Crop) -> np.ndarray:
+    """The crop's pixels; parts past the photo's border repeat its edge (as the model's padding does)."""
+    height, width = image.shape[:2]
+    top, left = max(crop.top, 0), max(crop.left, 0)
+    bottom, right = min(crop.top + crop.side, height), min(crop.left + crop.side, width)
+    inner = image[top:bottom, left:right]
+    pads = (top - crop.top, crop.top + crop.side - bottom, left - crop.left, crop.left + crop.side - right)
+    if any(pads):
+        inner = cv2.copyMakeBorder(inner, *pads, cv2.BORDER_REPLICATE)
+    return inner
+
+
+def taper_window(size: int, taper: float) -> np.ndarray:
+    """(size, size) float32 weights: 1 in the middle, fading linearly to ~0 at the border."""
+    ramp = np.minimum(np.arange(size, dtype=np.float32) + 0.5, size - np.arange(size, dtype=np.float32) - 0.5)
+    ramp = np.clip(ramp / max(taper * size, 1.0), 0.0, 1.0)
+    return np.outer(ramp, ramp)
+
+
+def merge(
+    base: np.ndarray,
+    crops: list[Crop],
+    close_ups: list[np.ndarray],
+    photo_shape: tuple[int, int],
+    options: HeadOptions = HeadOptions(),
+) -> np.ndarray:
+    """Blend close-up maps (h, w[, C]) into a map of the whole photo, at up to `canvas_size`.
+
+    Each close-up counts fully in its middle and fades out towards its border, where `base` takes
+    over again; overlapping close-ups average. Returns the merged map covering the whole photo.
+    """
+    height, width = photo_shape
+    scale = min(1.0, options.canvas_size / max(height, width))
+    rows, cols = max(1, round(height * scale)), max(1, round(width * scale))
+    merged = upsample(base.astype(np.float32), (rows, cols))
+    total = np.zeros_like(merged)
+    weights = np.zeros((rows, cols), np.float32)
+    for crop, close_up in zip(crops, close_ups, strict=True):
+        side = max(1, round(crop.side * scale))
+        left, top = round(crop.left * scale), round(crop.top * scale)
+        y0, x0 = max(top, 0), max(left, 0)
+        y1, x1 = min(top + side, rows), min(left + side, cols)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        part = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+        weight = taper_window(side, options.taper)[part]
+        values = upsample(close_up.astype(np.float32), (side, side))[part]
+        total[y0:y1, x0:x1] += values * (weight[..., None] if values.ndim == 3 else weight)
+        weights[y0:y1, x0:x1] += weight
+    covered = weights > 0
+    share = np.minimum(weights, 1.0)  # how much the close-ups decide; 1 inside any crop's middle
+    if merged.ndim == 3:
+        average = total[covered] / weights[covered][:, None]
+        merged[covered] += share[covered][:, None] * (average - merged[covered])
+    else:
+        merged[covered] += share[covered] * (total[covered] / weights[covered] - merged[covered])
+    return merged
+
+
+def second_look(
+    segmenter: Segmenter,
+    image: np.ndarray,
+    first: np.ndarray,
+    subject_only: bool = True,
+    options: HeadOptions = HeadOptions(),
+) -> np.ndarray:
+    """Improve a single pass's output `first` for a photo whose people are not framed like LFW.
+
+    (H, W, 3) uint8 RGB photo; `first` and the result are subject probability (h, w) or class
+    probabilities (h, w, C), as `subject_only` says. A portrait keeps `first` (no extra cost).
+    Close-ups that do not show a head framed like LFW are dropped; where none is left, and outside
+    the close-ups, the single pass stands.
+    """
+    if is_portrait(first if subject_only else 1.0 - first[..., 0], options):
+        return first
+    wide = replace(segmenter, input_size=options.detect_size).probabilities([image], 1, subject_only)[0]
+    subject = wide if subject_only else 1.0 - wide[..., 0]
+    scale = subject.shape[1] / image.shape[1]
+    boxes = subject_boxes(subject, options.threshold, options.min_side)[: options.max_heads]
+    if not boxes:
+        return first
+    crops = [lfw_crop(box, scale) for box in boxes]
+    close_ups = segmenter.probabilities([cut(image, crop) for crop in crops], len(crops), subject_only)
+    heads = [
+        (crop, close_up)
+        for crop, close_up in zip(crops, close_ups, strict=True)
+        if looks_like_a_head(close_up if subject_only else 1.0 - close_up[..., 0], options.threshold)
+    ]
+    # Pasted into the single pass, not the wide look: equal on heads, fewer false positives elsewhere.
+    kept_crops = [crop for crop, _ in heads]
+    return merge(first, kept_crops, [close_up for _, close_up in heads], image.shape[:2], options)
