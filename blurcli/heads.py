@@ -154,6 +154,19 @@ def merge(
     return merged
 
 
+def agree(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Two maps of one photo -> the subject only where both see it: the smaller subject probability
+    (h, w); for class probabilities (h, w, C), the first's split of its subject among the classes,
+    scaled down to that, and the rest background."""
+    if first.ndim == 2:
+        return np.minimum(first, second)
+    subject = np.minimum(1.0 - first[..., 0], 1.0 - second[..., 0])
+    scale = subject / np.maximum(1.0 - first[..., 0], 1e-6)
+    out = first * scale[..., None]
+    out[..., 0] = 1.0 - subject
+    return out
+
+
 def second_look(
     segmenter: Segmenter,
     image: np.ndarray,
@@ -183,6 +196,8 @@ def second_look(
         for crop, close_up in zip(crops, close_ups, strict=True)
         if looks_like_a_head(close_up if subject_only else 1.0 - close_up[..., 0], options.threshold)
     ]
-    # Pasted into the single pass, not the wide look: equal on heads, fewer false positives elsewhere.
     kept_crops = [crop for crop, _ in heads]
-    return merge(first, kept_crops, [close_up for _, close_up in heads], image.shape[:2], options)
+    # Outside the close-ups a subject must be seen by both looks: single-pass false positives on
+    # backdrops (skin-coloured walls) go, and so do blobs whose close-up showed no head.
+    agreed = agree(first, upsample(wide, first.shape[:2]))
+    return merge(agreed, kept_crops, [close_up for _, close_up in heads], image.shape[:2], options)

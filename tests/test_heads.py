@@ -13,6 +13,7 @@ from blurcli.cli import app
 from blurcli.heads import (
     Crop,
     HeadOptions,
+    agree,
     cut,
     is_portrait,
     lfw_crop,
@@ -70,6 +71,18 @@ def test_merged_close_ups_take_over_in_the_middle_without_seams() -> None:
     assert merged[5, 5] == 0 and merged[95, 95] == 0  # outside every crop: the base
     # No seam: the close-up fades in over the taper (6 px here), steps of at most 1/6, never a jump.
     assert np.abs(np.diff(merged, axis=1)).max() < 0.2
+
+
+def test_outside_close_ups_both_looks_must_see_the_subject() -> None:
+    first = np.array([[0.9, 0.8, 0.1]], np.float32)
+    second = np.array([[0.95, 0.2, 0.6]], np.float32)
+    np.testing.assert_allclose(agree(first, second), [[0.9, 0.2, 0.1]])
+    classes = np.array([[[0.2, 0.6, 0.2], [0.5, 0.25, 0.25]]], np.float32)  # background, skin, hair
+    other = np.array([[[0.6, 0.3, 0.1], [0.1, 0.8, 0.1]]], np.float32)
+    merged = agree(classes, other)
+    np.testing.assert_allclose(merged.sum(axis=-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(merged[0, 0], [0.6, 0.3, 0.1], atol=1e-6)  # subject 0.4, split 3:1
+    np.testing.assert_allclose(merged[0, 1], classes[0, 1], atol=1e-6)  # the first's own, smaller
 
 
 def test_a_close_up_must_show_a_head_where_lfw_has_one() -> None:
