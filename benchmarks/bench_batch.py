@@ -9,7 +9,7 @@ Generates photo-like JPEGs (the example portrait, re-framed, re-lit and with sen
 It prints images/s of both and the ratio b/a (the target is >= 0.6), then the peak RSS of
 `blurcli blur` on one 50 MP photo.
 
-    python benchmarks/bench_batch.py [--images 40] [--large 3] [--jobs 2] [--skip-50mp]
+    python benchmarks/bench_batch.py [--images 40] [--large 3] [--jobs 2] [--skip-50mp] [--heads single]
 """
 
 from __future__ import annotations
@@ -102,14 +102,16 @@ _RSS_PROBE = (
 )
 
 
-def peak_rss_50mp(work: Path) -> float:
+def peak_rss_50mp(work: Path, heads: str = "auto") -> float:
     """Peak RSS in MB of `blurcli blur` on one 50 MP photo (8660 x 5773), in a fresh process."""
     path = work / "big" / "photo50.jpg"
     path.parent.mkdir(exist_ok=True)
     cv2.imwrite(str(path), photo_like(np.random.default_rng(7), 8660, 5773), [cv2.IMWRITE_JPEG_QUALITY, 90])
     command = [sys.executable, "-c", _RSS_PROBE, sys.executable, "-m", "blurcli", "blur", str(path)]
     started = time.perf_counter()
-    done = subprocess.run([*command, "-o", str(work / "big-out"), "-q"], capture_output=True, text=True)
+    done = subprocess.run(
+        [*command, "-o", str(work / "big-out"), "-q", "--heads", heads], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SystemExit(f"blurcli failed on the 50 MP photo: {done.stderr}")
     print(f"50 MP photo: {time.perf_counter() - started:.1f} s wall")
@@ -124,19 +126,21 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=3, help="how many of them are 12 MP")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-50mp", action="store_true")
+    parser.add_argument("--heads", default="auto", help="blurcli's --heads (auto or single)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="blurcli-bench-"))
     try:
         folder = work / "in"
         make_folder(folder, args.images, args.large)
-        rss = None if args.skip_50mp else peak_rss_50mp(work)
+        rss = None if args.skip_50mp else peak_rss_50mp(work, args.heads)
         count = args.images
         print(f"{count} JPEGs ({args.large} of 12 MP, the rest 1920x1080), quality {QUALITY}, ", end="")
-        print(f"{args.jobs} threads")
+        print(f"{args.jobs} threads, --heads {args.heads}")
         floor(folder, work / "warm", args.jobs)  # warm the page cache and OpenCV
         floor_s = floor(folder, work / "floor", args.jobs)
         startup = startup_seconds(folder, work / "tiny-out")
-        total, stderr = blurcli("blur", str(folder), "-o", str(work / "out"), "-j", str(args.jobs))
+        command = ["blur", str(folder), "-o", str(work / "out"), "-j", str(args.jobs), "--heads", args.heads]
+        total, stderr = blurcli(*command)
         reported = re.search(r"in ([\d.]+) s", stderr)
         batch_s = float(reported.group(1)) if reported else total
         floor_rate, total_rate, batch_rate = count / floor_s, count / total, count / batch_s

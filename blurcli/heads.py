@@ -38,7 +38,9 @@ class HeadOptions:
     detect_size: int = 576
     threshold: float = 0.5
     min_side: int = 8  # blobs narrower than this in the wide look are noise
-    portrait_width: float = 0.3  # one subject at least this wide (fraction of the photo): a portrait
+    portrait_width: float = 0.3  # a subject this wide (fraction of the shorter side): a portrait
+    portrait_confidence: float = 0.9
+    head_confidence: float = 0.8
     max_heads: int = 12
     canvas_size: int = 1024
     taper: float = 0.15  # fraction of a crop's side over which its weight fades to its border
@@ -69,21 +71,36 @@ def subject_boxes(prob: np.ndarray, threshold: float, min_side: int) -> list[tup
 
 
 def is_portrait(low: np.ndarray, options: HeadOptions = HeadOptions()) -> bool:
-    """A single pass's (h, w) subject map shows a subject filling a good part of the frame."""
-    boxes = subject_boxes(low, options.threshold, 2)
-    return bool(boxes) and boxes[0][2] - boxes[0][0] >= options.portrait_width * low.shape[1]
+    """A single pass's (h, w) subject map shows a subject filling a good part of the frame: a blob
+    at least `portrait_width` of the shorter side wide, and sure of itself (mean probability over
+    `portrait_confidence`; backdrops mistaken for skin are wide but unsure)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (low > options.threshold).astype(np.uint8), connectivity=8
+    )
+    wide_enough = options.portrait_width * min(low.shape[:2])
+    return any(
+        stats[index, cv2.CC_STAT_WIDTH] >= wide_enough
+        and float(low[labels == index].mean()) >= options.portrait_confidence
+        for index in range(1, count)
+    )
 
 
-def looks_like_a_head(close_up: np.ndarray, threshold: float = 0.5) -> bool:
+def looks_like_a_head(close_up: np.ndarray, threshold: float = 0.5, confidence: float = 0.8) -> bool:
     """A close-up (h, w) subject map framed like LFW shows a head where LFW has one: a blob about
-    half the crop wide (a quarter to 0.85) whose middle lies in the crop's middle half."""
-    boxes = subject_boxes(close_up, threshold, 2)
-    if not boxes:
+    half the crop wide (a quarter to 0.85) whose middle lies in the crop's middle half, and of which
+    the model is sure (mean probability over `confidence`; walls and clothes it half-believes are
+    not heads)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (close_up > threshold).astype(np.uint8), connectivity=8
+    )
+    if count < 2:
         return False
-    x0, y0, x1, y1 = boxes[0]
+    index = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_WIDTH]))
+    x0, y0, width, height = stats[index, :4]
     rows, cols = close_up.shape
-    centre_x, centre_y = (x0 + x1) / 2 / cols, (y0 + y1) / 2 / rows
-    return 0.25 <= (x1 - x0) / cols <= 0.85 and 0.25 <= centre_x <= 0.75 and 0.2 <= centre_y <= 0.8
+    centre_x, centre_y = (x0 + width / 2) / cols, (y0 + height / 2) / rows
+    placed = 0.25 <= width / cols <= 0.85 and 0.25 <= centre_x <= 0.75 and 0.2 <= centre_y <= 0.8
+    return placed and float(close_up[labels == index].mean()) >= confidence
 
 
 def lfw_crop(box: tuple[int, int, int, int], scale: float) -> Crop:
@@ -127,7 +144,9 @@ def merge(
     over again; overlapping close-ups average. Returns the merged map covering the whole photo.
     """
     height, width = photo_shape
-    scale = min(1.0, options.canvas_size / max(height, width))
+    # At most half the photo's resolution: the map is still a low-resolution mask, which the guided
+    # filter brings to full resolution along the photo's edges.
+    scale = min(0.5, options.canvas_size / max(height, width))
     rows, cols = max(1, round(height * scale)), max(1, round(width * scale))
     merged = upsample(base.astype(np.float32), (rows, cols))
     total = np.zeros_like(merged)
@@ -194,7 +213,9 @@ def second_look(
     heads = [
         (crop, close_up)
         for crop, close_up in zip(crops, close_ups, strict=True)
-        if looks_like_a_head(close_up if subject_only else 1.0 - close_up[..., 0], options.threshold)
+        if looks_like_a_head(
+            close_up if subject_only else 1.0 - close_up[..., 0], options.threshold, options.head_confidence
+        )
     ]
     kept_crops = [crop for crop, _ in heads]
     # Outside the close-ups a subject must be seen by both looks: single-pass false positives on
