@@ -3,10 +3,11 @@
 The example portrait is transformed the ways users' photos differ from LFW crops: shrunk to a
 half or a third of a larger frame (a half-body shot) and placed off-centre over a backdrop,
 rotated, darkened, over-exposed, noisy, blurred, JPEG-compressed, grey. The predicted subject mask
+(made as `blur` makes it: with `--heads auto` unless told otherwise)
 is warped back to the original frame and read in hand-drawn boxes: inside her face and inside her
 hair the mask must stay near 1 (kept sharp), in the background corners near 0 (blurred).
 
-    python benchmarks/bench_robustness.py [--weights W ...] [--sheet masks.png]
+    python benchmarks/bench_robustness.py [--weights W ...] [--sheet masks.png] [--heads single]
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blurcli.heads import HeadMode, head_options
+from blurcli.pipeline import segment_photo
+from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.segment import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,12 +119,19 @@ def box_mean(alpha: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return float(alpha[top:bottom, left:right].mean())
 
 
+def subject_alpha(segmenter: Segmenter, image: np.ndarray, heads: HeadMode) -> np.ndarray:
+    """The full-resolution subject mask `blurcli blur --heads HEADS` uses for `image`."""
+    low = segment_photo(segmenter, image, True, head_options(heads))
+    return enlarge_mask(low, grey_guide(image), RefineOptions())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--weights", action="append", help="checkpoint(s) to compare (default: shipped)")
     parser.add_argument("--sheet", type=Path, help="write the masks (in the photo's frame) as one PNG")
+    parser.add_argument("--heads", default="auto", help="auto (as blur does by default) or single")
     args = parser.parse_args()
     photo = cv2.cvtColor(cv2.imread(str(EXAMPLE)), cv2.COLOR_BGR2RGB)
     print("mean subject mask in each box (face and hair should be ~1, corners ~0)")
@@ -130,7 +141,7 @@ def main() -> None:
         print("| variant | face | hair | corners |\n| --- | --- | --- | --- |")
         tiles = []
         for variant in VARIANTS:
-            alpha = back_to_photo(segmenter.foreground(render(photo, variant)), variant)
+            alpha = back_to_photo(subject_alpha(segmenter, render(photo, variant), args.heads), variant)
             scores = (box_mean(alpha, FACE), box_mean(alpha, HAIR), max(box_mean(alpha, b) for b in CORNERS))
             print(f"| {variant.name} | " + " | ".join(f"{s:.3f}" for s in scores) + " |")
             tiles.append(cv2.resize((alpha * 255).astype(np.uint8), (192, 192)))

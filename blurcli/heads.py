@@ -41,6 +41,7 @@ class HeadOptions:
     portrait_width: float = 0.3  # a subject this wide (fraction of the shorter side): a portrait
     portrait_confidence: float = 0.9
     head_confidence: float = 0.8
+    max_skin: float = 0.36  # an LFW-framed head is at most 36 % skin (99.5th percentile, train split)
     max_heads: int = 12
     canvas_size: int = 1024
     taper: float = 0.15  # fraction of a crop's side over which its weight fades to its border
@@ -209,13 +210,12 @@ def second_look(
     if not boxes:
         return first
     crops = [lfw_crop(box, scale) for box in boxes]
-    close_ups = segmenter.probabilities([cut(image, crop) for crop in crops], len(crops), subject_only)
+    classes = segmenter.probabilities([cut(image, crop) for crop in crops], len(crops), subject_only=False)
     heads = [
-        (crop, close_up)
-        for crop, close_up in zip(crops, close_ups, strict=True)
-        if looks_like_a_head(
-            close_up if subject_only else 1.0 - close_up[..., 0], options.threshold, options.head_confidence
-        )
+        (crop, 1.0 - close_up[..., 0] if subject_only else close_up)
+        for crop, close_up in zip(crops, classes, strict=True)
+        if looks_like_a_head(1.0 - close_up[..., 0], options.threshold, options.head_confidence)
+        and float((close_up.argmax(axis=-1) == 1).mean()) <= options.max_skin
     ]
     kept_crops = [crop for crop, _ in heads]
     # Outside the close-ups a subject must be seen by both looks: single-pass false positives on
