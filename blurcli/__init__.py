@@ -4,6 +4,7 @@ from blurcli.compose import BlurOptions, composite
 from blurcli.data import CLASSES, SplitData, load_split
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.evaluate import evaluate
+from blurcli.heads import HeadOptions
 from blurcli.io import read_image, write_image
 from blurcli.model import UNet, UNetConfig
 from blurcli.pipeline import blur_image, predict_image
@@ -18,6 +19,7 @@ __all__ = [
     "BlurOptions",
     "BlurcliError",
     "Checkpoint",
+    "HeadOptions",
     "Segmenter",
     "SplitData",
     "TrainConfig",
