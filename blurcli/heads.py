@@ -37,7 +37,7 @@ class HeadOptions:
 
     detect_size: int = 576
     threshold: float = 0.5
-    min_side: int = 8  # blobs narrower than this in the wide look are noise
+    min_side: int = 16  # blobs smaller than this in the wide look (1/36 of it) are noise, not heads
     portrait_width: float = 0.3  # a subject this wide (fraction of the shorter side): a portrait
     portrait_confidence: float = 0.9
     head_confidence: float = 0.8
