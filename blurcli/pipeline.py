@@ -468,9 +468,7 @@ class Runner:
                     report(_failure(job, error, started))
             lows = self._forward([loaded for loaded in batch if loaded.mask is None], report)
             for loaded in batch:
-                low = (
-                    loaded.mask if loaded.mask is not None else self._second_look(loaded, next(lows), report)
-                )
+                low = loaded.mask if loaded.mask is not None else next(lows)
                 if low is not None:
                     saving.add(pool.submit(self._save, loaded, low))
             while len(saving) > max(1, self.options.jobs):
@@ -515,24 +513,17 @@ class Runner:
                 report(_failure(loaded.job, error, loaded.started))
             return iter([None] * len(batch))
 
-    def _second_look(
-        self, loaded: _Loaded, low: np.ndarray | None, report: Callable[[FileResult], None]
-    ) -> np.ndarray | None:
-        """With `heads`, a closer look at each head of a photo not framed like a portrait."""
-        if low is None or self.heads is None or self.segmenter is None:
+    def _second_look(self, loaded: _Loaded, low: np.ndarray) -> np.ndarray:
+        """With `heads`, a closer look at each head of a photo not framed like a portrait. It runs
+        on a worker thread, beside the next batch's model pass, since it can cost several passes."""
+        if loaded.mask is not None or self.heads is None or self.segmenter is None:
             return low
-        try:
-            return second_look(
-                self.segmenter, to_rgb8(loaded.photo.pixels), low, self.subject_only, self.heads
-            )
-        except Exception as error:  # fail this photo, go on
-            report(_failure(loaded.job, error, loaded.started))
-            return None
+        return second_look(self.segmenter, to_rgb8(loaded.photo.pixels), low, self.subject_only, self.heads)
 
     def _save(self, loaded: _Loaded, low: np.ndarray) -> FileResult:
         job = loaded.job
         try:
-            rendered = self.finish(loaded.photo, low)
+            rendered = self.finish(loaded.photo, self._second_look(loaded, low))
             data = encode_photo(
                 rendered.photo, job.format or loaded.photo.format or ".png", self.options.quality
             )
