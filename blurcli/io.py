@@ -274,8 +274,9 @@ def write_file(path: Path, data: bytes) -> None:
         raise BlurcliError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
-def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
+def write_image(path: Path | str, image: np.ndarray, quality: int = 95) -> None:
     """Encode by `path`'s extension and write atomically."""
+    path = Path(path)
     write_file(path, encode_image(image, path.suffix, quality))
 
 
