@@ -126,7 +126,9 @@ def render_blur(
     was found (no probability over one half) unchanged, instead of blurring it all over.
     """
     if keep_empty and float(low.max(initial=0.0)) <= 0.5:
-        return Rendered(photo, alpha_photo(np.zeros(low.shape, np.float32)) if keep_mask else None)
+        return Rendered(
+            photo, alpha_photo(np.zeros(photo.pixels.shape[:2], np.float32)) if keep_mask else None
+        )
     alpha = enlarge_mask(low, grey_guide(to_8bit(photo.colour)), refine)
     blurred = photo.with_colour(composite(photo.colour, alpha, options))
     return Rendered(blurred, alpha_photo(alpha) if keep_mask else None)

@@ -165,8 +165,9 @@ def test_no_heads_blur_all_over_or_keep_empty(segmenter: Segmenter, tmp_path: Pa
         np.abs(np.diff(blurred.astype(float), axis=1)).mean()
         < 0.5 * np.abs(np.diff(frame.astype(float), axis=1)).mean()
     )
-    result = runner.invoke(
-        app, ["blur", str(tmp_path / "empty.png"), "--keep-empty", "-o", str(tmp_path / "k.png")]
-    )
+    kept = ["blur", str(tmp_path / "empty.png"), "--keep-empty", "--save-mask", "-o", str(tmp_path / "k.png")]
+    result = runner.invoke(app, kept)
     assert result.exit_code == 0
     np.testing.assert_array_equal(read_photo(tmp_path / "k.png").pixels, frame)
+    saved = read_photo(tmp_path / "empty_mask.png").pixels  # the mask used, at the photo's size
+    assert saved.shape == frame.shape[:2] and saved.max() == 0
