@@ -285,16 +285,15 @@ def greedy_soup(
     steps = []
     alone = []
     for index, path in enumerate(ingredients):
-        metrics = score([index])
-        alone.append(metrics["mean_iou"])
-        steps.append({"members": [str(path)], "val_mean_iou": metrics["mean_iou"], "kept": None})
+        alone.append(score([index]))
+        steps.append({"members": [str(path)], "val_mean_iou": alone[-1]["mean_iou"], "kept": None})
         if on_step:
             on_step(steps[-1])
-    order = sorted(range(len(ingredients)), key=lambda i: -alone[i])
-    chosen, best = [order[0]], score([order[0]])
+    order = sorted(range(len(ingredients)), key=lambda i: -alone[i]["mean_iou"])
+    chosen, best = [order[0]], alone[order[0]]
     for index in order[1:]:
-        candidate = score([*chosen, index])
         tried = [*chosen, index]
+        candidate = score(tried)
         kept = candidate["mean_iou"] >= best["mean_iou"]
         if kept:
             chosen, best = tried, candidate
@@ -333,12 +332,12 @@ class Objective:
     def __call__(self, logits: torch.Tensor, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Labels finer than the logits (`--loss-size`) score the logits enlarged bilinearly, as
         `eval` enlarges predictions to the labels' resolution."""
-        loss = F.cross_entropy(_enlarge(logits, masks.shape[-2:]), masks, weight=self.weights)
+        logits = _enlarge(logits, masks.shape[-2:])
+        loss = F.cross_entropy(logits, masks, weight=self.weights)
         if self.teacher is None:
             return loss
         with torch.no_grad():
             target = _enlarge(mirrored_probabilities(self.teacher, images), masks.shape[-2:])
-        logits = _enlarge(logits, masks.shape[-2:])
         return (1 - self.distill) * loss + self.distill * F.cross_entropy(logits, target)
 
 
