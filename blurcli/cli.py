@@ -267,7 +267,9 @@ def blur(
     quiet: QuietOption = False,
 ) -> None:
     """Blur the background of photos, keeping the person sharp."""
-    planned = _plan(images, output, recursive, fmt, "_blurred", "_blurred", as_json, None, mask, save_mask)
+    planned = _plan(
+        images, output, recursive, fmt, "_blurred", "_blurred", as_json, mask=mask, save_mask=save_mask
+    )
     needs_model = any(job.mask is None for job in planned)
     segmenter = _load_segmenter(weights, device, _console(quiet)) if needs_model else None
     options = BlurOptions(strength=strength, feather=feather, kernel=kernel)

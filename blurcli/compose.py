@@ -18,7 +18,6 @@ from blurcli.resample import downsample, small_shape, strips, upsample_rows
 DEFAULT_STRENGTH = 0.012
 DEFAULT_FEATHER = 0.002
 Kernel = Literal["gaussian", "disc"]
-KERNELS: tuple[Kernel, ...] = ("gaussian", "disc")
 # Blurs wider than this (in pixels) run on a downscaled copy: same look, cost independent of sigma.
 _PYRAMID_SIGMA = 6.0
 # A disc keeps a crisp rim only if at least this many pixels of its radius are left at reduced size.

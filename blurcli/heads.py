@@ -61,11 +61,25 @@ class Crop:
     side: int
 
 
+def _blobs(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w) probability -> (label image, stats rows x, y, width, height, area) of the blobs over
+    `threshold`, 8-connected; label 0 and stats row 0 are the background."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (prob > threshold).astype(np.uint8), connectivity=8
+    )
+    return labels, stats
+
+
+def _sure(prob: np.ndarray, labels: np.ndarray, index: int, confidence: float) -> bool:
+    """The blob's mean probability reaches `confidence`."""
+    return float(prob[labels == index].mean()) >= confidence
+
+
 def subject_boxes(prob: np.ndarray, threshold: float, min_side: int) -> list[tuple[int, int, int, int]]:
     """(h, w) subject probability -> (x0, y0, x1, y1) boxes of its blobs, widest first."""
-    count, _, stats, _ = cv2.connectedComponentsWithStats((prob > threshold).astype(np.uint8), connectivity=8)
+    _, stats = _blobs(prob, threshold)
     boxes = []
-    for x, y, width, height, _ in stats[1:count]:
+    for x, y, width, height, _ in stats[1:]:
         if max(width, height) >= min_side:
             boxes.append((int(x), int(y), int(x + width), int(y + height)))
     return sorted(boxes, key=lambda box: box[2] - box[0], reverse=True)
@@ -75,14 +89,12 @@ def is_portrait(low: np.ndarray, options: HeadOptions = HeadOptions()) -> bool:
     """A single pass's (h, w) subject map shows a subject filling a good part of the frame: a blob
     at least `portrait_width` of the shorter side wide, and sure of itself (mean probability over
     `portrait_confidence`; backdrops mistaken for skin are wide but unsure)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        (low > options.threshold).astype(np.uint8), connectivity=8
-    )
+    labels, stats = _blobs(low, options.threshold)
     wide_enough = options.portrait_width * min(low.shape[:2])
     return any(
         stats[index, cv2.CC_STAT_WIDTH] >= wide_enough
-        and float(low[labels == index].mean()) >= options.portrait_confidence
-        for index in range(1, count)
+        and _sure(low, labels, index, options.portrait_confidence)
+        for index in range(1, len(stats))
     )
 
 
@@ -91,17 +103,15 @@ def looks_like_a_head(close_up: np.ndarray, threshold: float = 0.5, confidence: 
     half the crop wide (a quarter to 0.85) whose middle lies in the crop's middle half, and of which
     the model is sure (mean probability over `confidence`; walls and clothes it half-believes are
     not heads)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        (close_up > threshold).astype(np.uint8), connectivity=8
-    )
-    if count < 2:
+    labels, stats = _blobs(close_up, threshold)
+    if len(stats) < 2:
         return False
     index = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_WIDTH]))
     x0, y0, width, height = stats[index, :4]
     rows, cols = close_up.shape
     centre_x, centre_y = (x0 + width / 2) / cols, (y0 + height / 2) / rows
     placed = 0.25 <= width / cols <= 0.85 and 0.25 <= centre_x <= 0.75 and 0.2 <= centre_y <= 0.8
-    return placed and float(close_up[labels == index].mean()) >= confidence
+    return placed and _sure(close_up, labels, index, confidence)
 
 
 def lfw_crop(box: tuple[int, int, int, int], scale: float) -> Crop:
