@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from blurcli.data import SplitData, load_split
-from blurcli.heads import HeadOptions, second_look
-from blurcli.metrics import BoundaryCounts, binary_boundary_counts, boundary_f_score
+from blurcli.heads import HeadOptions, second_look, taper_window
+from blurcli.metrics import SegmentationMetrics, binary_metrics
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.segment import Segmenter
 
@@ -48,13 +48,12 @@ def backdrop(rng: np.random.Generator, height: int = HEIGHT, width: int = WIDTH)
 
 def compose(
     split: SplitData, indices: list[int], fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """One frame with the given faces pasted at head width `fraction`; (frame, labels, crop side)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """One frame with the given faces pasted at head width `fraction`: (frame, labels)."""
     frame = backdrop(rng)
     labels = np.zeros((HEIGHT, WIDTH), np.uint8)
-    side = min(round(fraction * WIDTH / 0.53), HEIGHT)
-    ramp = np.clip(np.minimum(np.arange(side) + 0.5, side - np.arange(side) - 0.5) / (0.08 * side), 0, 1)
-    alpha = np.outer(ramp, ramp)[..., None].astype(np.float32)  # soft crop border, no hard frame
+    side = crop_side(fraction)
+    alpha = taper_window(side, 0.08)[..., None]  # soft crop border, no hard frame
     taken: list[tuple[int, int]] = []
     for index in indices:
         for _ in range(200):
@@ -72,33 +71,26 @@ def compose(
         )
         inside = alpha[..., 0] > 0.5
         labels[top : top + side, left : left + side][inside] = truth[inside]
-    return frame, labels, side
+    return frame, labels
 
 
-class Pooled:
-    """Subject IoU and boundary F pooled over many masks."""
+def crop_side(fraction: float) -> int:
+    """Side in pixels of a pasted LFW crop whose head (53 % of the crop) is `fraction` of the frame."""
+    return min(round(fraction * WIDTH / 0.53), HEIGHT)
 
-    def __init__(self) -> None:
-        self.inter = self.union = 0
-        self.counts = BoundaryCounts.zeros(1)
 
-    def add(self, mask: np.ndarray, truth: np.ndarray, tolerance: int) -> None:
-        self.inter += np.count_nonzero(mask & truth)
-        self.union += np.count_nonzero(mask | truth)
-        self.counts = self.counts + BoundaryCounts(
-            *map(np.atleast_1d, binary_boundary_counts(mask, truth, tolerance))
-        )
-
-    def __str__(self) -> str:
-        return f"{self.inter / max(self.union, 1):.3f} / {float(boundary_f_score(self.counts)[0]):.3f}"
+def shown(scores: SegmentationMetrics) -> str:
+    """'subject IoU / boundary F' of a pooled binary scorer."""
+    figures = scores.compute()
+    return f"{figures['subject_iou']:.3f} / {figures['subject_boundary_f']:.3f}"
 
 
 def subject_mask(segmenter: Segmenter, image: np.ndarray, heads: bool, options: HeadOptions) -> np.ndarray:
-    """The full-resolution subject decision `blur` would use, single pass or with the second look."""
+    """The full-resolution 0/1 subject decision `blur` would use, single pass or with the second look."""
     low = segmenter.probabilities([image], 1, subject_only=True)[0]
     if heads:
         low = second_look(segmenter, image, low, True, options)
-    return enlarge_mask(low, grey_guide(image), RefineOptions()) > 0.5
+    return (enlarge_mask(low, grey_guide(image), RefineOptions()) > 0.5).astype(np.uint8)
 
 
 def main() -> None:
@@ -119,21 +111,24 @@ def main() -> None:
     print("| head width | faces | plain LFW crops | single pass | --heads auto |")
     print("| --- | --- | --- | --- | --- |")
     for name, fraction in SCALES.items():
-        plain, single, auto = Pooled(), Pooled(), Pooled()
+        tolerance = max(1, round(3 * crop_side(fraction) / 250))  # 3 px per 250 px of crop, as on LFW
+        plain, single, auto = binary_metrics(3), binary_metrics(tolerance), binary_metrics(tolerance)
         faces = 0
         for _ in range(args.frames):
             indices = list(
                 rng.choice(len(split.names), int(rng.integers(HEADS[name][0], HEADS[name][1] + 1)))
             )
-            frame, labels, side = compose(split, indices, fraction, rng)
-            tolerance = max(1, round(3 * side / 250))
+            frame, labels = compose(split, indices, fraction, rng)
             for index in indices:
                 crop = split.images[index]
-                plain.add(subject_mask(segmenter, crop, False, options), split.masks[index] > 0, 3)
+                plain.update(
+                    subject_mask(segmenter, crop, False, options), (split.masks[index] > 0).astype(np.uint8)
+                )
             faces += len(indices)
-            single.add(subject_mask(segmenter, frame, False, options), labels > 0, tolerance)
-            auto.add(subject_mask(segmenter, frame, True, options), labels > 0, tolerance)
-        print(f"| {name} | {faces} | {plain} | {single} | {auto} |", flush=True)
+            truth = (labels > 0).astype(np.uint8)
+            single.update(subject_mask(segmenter, frame, False, options), truth)
+            auto.update(subject_mask(segmenter, frame, True, options), truth)
+        print(f"| {name} | {faces} | {shown(plain)} | {shown(single)} | {shown(auto)} |", flush=True)
     if args.no_timing:
         return
     print("\nms per 12 MP photo (4000x3000, heads 1/12 of the width), low-resolution mask only, median of 5")
@@ -141,7 +136,7 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     extra = {}
     for count in (1, 3, 5):
-        frame, _, _ = compose(split, list(range(count)), 1 / 12, np.random.default_rng(count))
+        frame, _ = compose(split, list(range(count)), 1 / 12, np.random.default_rng(count))
         big = cv2.resize(frame, (4000, 3000), interpolation=cv2.INTER_CUBIC)
         times = {}
         for heads in (False, True):

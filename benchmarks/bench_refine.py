@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from blurcli.data import load_split
-from blurcli.metrics import BoundaryCounts, binary_boundary_counts, boundary_f_score
+from blurcli.metrics import binary_metrics
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.segment import Segmenter
 
@@ -35,8 +35,7 @@ def score(
     refine: RefineOptions | None,
 ) -> tuple[float, float, float]:
     """(subject IoU, boundary F, ms per image for the upsampling) over the split at `scale`."""
-    inter = union = 0
-    counts = BoundaryCounts.zeros(1)
+    scores = binary_metrics(3 * scale)
     seconds = 0.0
     for image, truth, low in zip(images, truths, lows, strict=True):
         if scale != 1:
@@ -45,13 +44,9 @@ def score(
         started = time.perf_counter()
         mask = enlarge_mask(low, grey_guide(image), refine) > 0.5
         seconds += time.perf_counter() - started
-        subject = truth > 0
-        inter += np.count_nonzero(mask & subject)
-        union += np.count_nonzero(mask | subject)
-        counts = counts + BoundaryCounts(
-            *map(np.atleast_1d, binary_boundary_counts(mask, subject, 3 * scale))
-        )
-    return inter / max(union, 1), float(boundary_f_score(counts)[0]), 1000 * seconds / len(images)
+        scores.update(mask.astype(np.uint8), (truth > 0).astype(np.uint8))
+    figures = scores.compute()
+    return figures["subject_iou"], figures["subject_boundary_f"], 1000 * seconds / len(images)
 
 
 def main() -> None:

@@ -320,3 +320,9 @@ class SegmentationMetrics:
             "pixels": int(self.cm.sum()),
             "confusion_matrix": self.cm.tolist(),
         }
+
+
+def binary_metrics(tolerance: int = 3) -> SegmentationMetrics:
+    """A pooled scorer of 0/1 subject maps against 0/1 truths: its `subject_iou` and
+    `subject_boundary_f` are the subject's IoU and boundary F (`tolerance` px)."""
+    return SegmentationMetrics(2, ("background", "subject"), (1,), tolerance)
