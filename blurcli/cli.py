@@ -443,6 +443,14 @@ def train(
             "at the labels' 250 px). Default: the input size.",
         ),
     ] = None,
+    subject_iou: Annotated[
+        float,
+        typer.Option(
+            "--subject-iou",
+            min=0.0,
+            help="Add this weight times a soft-IoU loss of the subject (skin + hair vs background).",
+        ),
+    ] = 0.0,
     soup: Annotated[
         list[Path] | None,
         typer.Option(
@@ -482,6 +490,7 @@ def train(
         teacher=teacher,
         distill=distill,
         loss_size=loss_size,
+        subject_iou=subject_iou,
     )
     with _progress(
         console,

@@ -53,6 +53,7 @@ class TrainConfig:
     teacher: Path | None = None  # distil: also match this model's probabilities on each batch
     distill: float = 0.5  # weight of the teacher's term; the labels' cross-entropy gets the rest
     loss_size: int | None = None  # labels at this side, logits enlarged to it (None: the input size)
+    subject_iou: float = 0.0  # weight of a soft-IoU term on the subject (skin + hair vs background)
 
     def model_config(self) -> UNetConfig:
         return UNetConfig(width=self.width, depth=self.depth, stem_stride=self.stem_stride)
@@ -147,7 +148,7 @@ def train(
     )
     weights = class_weights_from(train_split.masks, len(CLASSES)).to(device) if config.class_weights else None
     teacher = None if config.teacher is None else load_teacher(config.teacher, norm, config, device)
-    objective = Objective(weights, teacher, config.distill)
+    objective = Objective(weights, teacher, config.distill, config.subject_iou)
     start_epoch, best_miou, best_epoch, history = 0, -math.inf, -1, []
     if config.init is not None and not config.resume:  # a resumed run already holds its start
         _load_weights(config.init, load_checkpoint(config.init), model)
@@ -328,17 +329,29 @@ class Objective:
     weights: torch.Tensor | None = None  # per-class weights of the labels' term
     teacher: nn.Module | None = None
     distill: float = 0.5
+    subject_iou: float = 0.0  # weight of soft_subject_iou_loss, added to the rest
 
     def __call__(self, logits: torch.Tensor, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Labels finer than the logits (`--loss-size`) score the logits enlarged bilinearly, as
         `eval` enlarges predictions to the labels' resolution."""
         logits = _enlarge(logits, masks.shape[-2:])
         loss = F.cross_entropy(logits, masks, weight=self.weights)
-        if self.teacher is None:
-            return loss
-        with torch.no_grad():
-            target = _enlarge(mirrored_probabilities(self.teacher, images), masks.shape[-2:])
-        return (1 - self.distill) * loss + self.distill * F.cross_entropy(logits, target)
+        if self.teacher is not None:
+            with torch.no_grad():
+                target = _enlarge(mirrored_probabilities(self.teacher, images), masks.shape[-2:])
+            loss = (1 - self.distill) * loss + self.distill * F.cross_entropy(logits, target)
+        if self.subject_iou:
+            loss = loss + self.subject_iou * soft_subject_iou_loss(logits, masks)
+        return loss
+
+
+def soft_subject_iou_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """1 - soft IoU of the subject (every class but 0) pooled over the batch, as eval pools its
+    confusion matrix: cross-entropy scores pixels, this scores the subject's overlap itself."""
+    subject = 1.0 - torch.softmax(logits, dim=1)[:, 0]
+    truth = (masks > 0).to(subject.dtype)
+    overlap = (subject * truth).sum()
+    return 1.0 - overlap / (subject.sum() + truth.sum() - overlap).clamp_min(1e-6)
 
 
 def _enlarge(maps: torch.Tensor, size: torch.Size) -> torch.Tensor:

@@ -19,6 +19,7 @@ from blurcli.train import (
     class_weights_from,
     greedy_soup,
     mirrored_probabilities,
+    soft_subject_iou_loss,
     train,
 )
 from blurcli.weights import Checkpoint, load_checkpoint, save_checkpoint
@@ -102,6 +103,30 @@ def test_finer_labels_score_the_enlarged_logits() -> None:
     enlarged = torch.nn.functional.interpolate(logits, size=(12, 12), mode="bilinear", align_corners=False)
     torch.testing.assert_close(
         Objective()(logits, images, masks), torch.nn.functional.cross_entropy(enlarged, masks)
+    )
+
+
+def test_soft_subject_iou_is_the_subject_overlap_pooled_over_the_batch() -> None:
+    masks = torch.zeros(2, 4, 4, dtype=torch.long)
+    masks[0, :2] = 1  # skin and hair count the same: both are the subject
+    masks[1, :, :2] = 2
+    sure = 50.0 * torch.nn.functional.one_hot(masks, 3).permute(0, 3, 1, 2).float()
+    assert soft_subject_iou_loss(sure, masks) < 1e-6
+    swapped = sure[:, [0, 2, 1]]  # skin and hair exchanged: the subject is still right
+    assert soft_subject_iou_loss(swapped, masks) < 1e-6
+    inverted = (
+        50.0 * torch.stack([masks > 0, masks == 0, torch.zeros_like(masks, dtype=torch.bool)], 1).float()
+    )
+    assert soft_subject_iou_loss(inverted, masks) > 1 - 1e-6  # subject and background exchanged
+    # Half the true subject predicted and nothing else: IoU 1/2, pooled over both images.
+    half = sure.clone()
+    half[:, :, :, 1::2] = 50.0 * torch.tensor([1.0, 0.0, 0.0])[None, :, None, None]
+    assert abs(soft_subject_iou_loss(half, masks).item() - 0.5) < 1e-5
+    logits = torch.zeros(2, 3, 4, 4, requires_grad=True)
+    Objective(subject_iou=0.5)(logits, torch.zeros(2, 3, 4, 4), masks).backward()
+    assert logits.grad[:, 0][masks > 0].gt(0).all()  # pushes background down where the subject is
+    torch.testing.assert_close(
+        Objective(subject_iou=2.0)(half, half, masks), Objective()(half, half, masks) + 1.0
     )
 
 
