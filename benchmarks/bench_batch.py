@@ -10,6 +10,7 @@ It prints images/s of both and the ratio b/a (the target is >= 0.6), then the pe
 `blurcli blur` on one 50 MP photo.
 
     python benchmarks/bench_batch.py [--images 40] [--large 3] [--jobs 2] [--skip-50mp] [--heads single]
+        [--scene people|crops]
 """
 
 from __future__ import annotations
@@ -32,28 +33,47 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 QUALITY = 95
 
 
-def photo_like(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """The example portrait re-framed to width x height (BGR): random crop, flip, light, noise."""
+def photo_like(rng: np.random.Generator, width: int, height: int, scene: str = "people") -> np.ndarray:
+    """A width x height BGR photo made from the example portrait, re-lit, with sensor noise.
+
+    "people": the whole portrait (head and shoulders) at a random size and place in a landscape
+    frame, over a defocused backdrop made from the example's own studio, as people take photos
+    of people. "crops": random crops of the example enlarged to fill the frame; most cut the head
+    off, which is the worst case for `--heads auto` (no portrait, nothing sure in the frame).
+    """
     source = cv2.imread(str(EXAMPLE))
-    scale = max(width / source.shape[1], height / source.shape[0]) * rng.uniform(1.0, 1.4)
-    big = cv2.resize(source, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    top = int(rng.integers(0, big.shape[0] - height + 1))
-    left = int(rng.integers(0, big.shape[1] - width + 1))
-    frame = big[top : top + height, left : left + width].astype(np.float32)
+    if scene == "crops":
+        scale = max(width / source.shape[1], height / source.shape[0]) * rng.uniform(1.0, 1.4)
+        big = cv2.resize(source, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        top = int(rng.integers(0, big.shape[0] - height + 1))
+        left = int(rng.integers(0, big.shape[1] - width + 1))
+        frame = big[top : top + height, left : left + width].astype(np.float32)
+    else:
+        backdrop = cv2.resize(source[:, : source.shape[1] // 4], (width, height), interpolation=cv2.INTER_LINEAR)
+        frame = cv2.GaussianBlur(backdrop, (0, 0), height / 40).astype(np.float32)
+        side = int(height * rng.uniform(0.8, 1.2))  # the portrait's side; taller ones lose their legs
+        person = cv2.resize(source, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        top = max(0, height - side)  # standing on the frame's bottom edge; cut at it if taller
+        person = person[: height - top]
+        left = int(rng.integers(0, width - side + 1))
+        ramp = np.clip(np.minimum(np.arange(side), side - 1 - np.arange(side)) / (side * 0.08), 0, 1)
+        weight = ramp[None, :, None].astype(np.float32)  # the portrait's sides fade into the backdrop
+        region = frame[top : top + person.shape[0], left : left + side]
+        region += weight * (person - region)
     if rng.random() < 0.5:
         frame = frame[:, ::-1]
     frame = frame * rng.uniform(0.7, 1.2) + rng.normal(0, 3.0, frame.shape)  # exposure and sensor noise
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def make_folder(folder: Path, count: int, large: int, seed: int = 0) -> None:
+def make_folder(folder: Path, count: int, large: int, scene: str = "people", seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
         width, height = (4000, 3000) if index < large else (1920, 1080)
         cv2.imwrite(
             str(folder / f"photo{index:03d}.jpg"),
-            photo_like(rng, width, height),
+            photo_like(rng, width, height, scene),
             [cv2.IMWRITE_JPEG_QUALITY, QUALITY],
         )
 
@@ -127,15 +147,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-50mp", action="store_true")
     parser.add_argument("--heads", default="auto", help="blurcli's --heads (auto or single)")
+    parser.add_argument(
+        "--scene", default="people", choices=["people", "crops"], help="what the photos show (see photo_like)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="blurcli-bench-"))
     try:
         folder = work / "in"
-        make_folder(folder, args.images, args.large)
+        make_folder(folder, args.images, args.large, args.scene)
         rss = None if args.skip_50mp else peak_rss_50mp(work, args.heads)
         count = args.images
         print(f"{count} JPEGs ({args.large} of 12 MP, the rest 1920x1080), quality {QUALITY}, ", end="")
-        print(f"{args.jobs} threads, --heads {args.heads}")
+        print(f"{args.jobs} threads, --heads {args.heads}, scene {args.scene}")
         floor(folder, work / "warm", args.jobs)  # warm the page cache and OpenCV
         floor_s = floor(folder, work / "floor", args.jobs)
         startup = startup_seconds(folder, work / "tiny-out")

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from blurcli.compose import BlurOptions, composite
+from blurcli.compose import BlurOptions, composite, hidden_factor, shrink
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.heads import HeadOptions, second_look
 from blurcli.io import (
@@ -33,7 +33,12 @@ from blurcli.io import (
     to_rgb8,
     write_file,
 )
-from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_guide
+from blurcli.refine import (
+    RefineOptions,
+    enlarge_classes,
+    enlarge_mask,
+    grey_guide,
+)
 from blurcli.resample import upsample
 from blurcli.segment import Prepared, Segmenter
 
@@ -129,8 +134,14 @@ def render_blur(
         return Rendered(
             photo, alpha_photo(np.zeros(photo.pixels.shape[:2], np.float32)) if keep_mask else None
         )
-    alpha = enlarge_mask(low, grey_guide(to_8bit(photo.colour)), refine)
-    blurred = photo.with_colour(composite(photo.colour, alpha, options))
+    colour = photo.colour
+    # The feather hides detail finer than `hidden_factor`: refine and weigh on the photo shrunk so
+    # far, except for a user's mask (used as it is) and a saved mask (predict's, full resolution).
+    full = keep_mask or refine is None or low.shape == colour.shape[:2]
+    factor = 1 if full else hidden_factor(colour.shape, options)
+    small = shrink(colour, factor)
+    alpha = enlarge_mask(low, grey_guide(to_8bit(small)), refine)
+    blurred = photo.with_colour(composite(colour, alpha, options, factor, small))
     return Rendered(blurred, alpha_photo(alpha) if keep_mask else None)
 
 

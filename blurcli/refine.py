@@ -92,6 +92,8 @@ def _follow_edges(decided: np.ndarray, work: _Working, guide: np.ndarray, eps: f
     """
     coef_a, coef_b = guided_coefficients(work.guide, decided.astype(np.float32), work.radius, eps)
     height, width = guide.shape
+    if work.factor == 1:
+        return np.clip(coef_a * work.guide + coef_b, 0.0, 1.0)
     out = np.empty((height, width), np.float32)
     for rows in strips(height):
         strip = upsample_rows(coef_a, work.factor, rows, width) * _unit(guide[rows])

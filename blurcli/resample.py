@@ -36,6 +36,11 @@ def downsample(rows_of: Callable[[slice], np.ndarray], height: int, width: int, 
     for rows in strips(height, multiple=factor):
         strip = rows_of(rows)
         count = math.ceil((rows.stop - rows.start) / factor)
+        step = factor
+        # OpenCV halves 8-bit images 3-10x faster than it shrinks them by other factors
+        while step % 4 == 0 and strip.dtype == np.uint8 and not (strip.shape[0] % 2 or strip.shape[1] % 2):
+            strip = cv2.resize(strip, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+            step //= 2
         parts.append(cv2.resize(strip, (small_cols, count), interpolation=cv2.INTER_AREA))
     small = np.concatenate(parts, axis=0)
     assert small.shape[0] == small_rows

@@ -8,12 +8,18 @@ import pytest
 
 from blurcli.compose import (
     BlurOptions,
+    background_weight,
+    blend,
     composite,
     diagonal_sigma,
     disc_kernel,
+    feather_alpha,
     gaussian_blur,
+    hidden_factor,
     normalized_blur,
+    shrink,
 )
+from blurcli.resample import strips, upsample_rows
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -62,8 +68,9 @@ def test_subject_colour_does_not_bleed_into_the_background() -> None:
     assert np.abs(naive[30:38, 40:80] - 20).max() > 30  # the naive blend does show a halo
 
 
+@pytest.mark.parametrize("factor", [1, 2])
 @pytest.mark.parametrize("kernel", ["gaussian", "disc"])
-def test_background_beside_the_subject_matches_the_background_only_blur(kernel: str) -> None:
+def test_background_beside_the_subject_matches_the_background_only_blur(kernel: str, factor: int) -> None:
     """No halo: around a bright subject the result equals the blur of the scene without the subject
     (to within a few levels); the naive blend of a blurred photo misses by tens of levels."""
     size = 240
@@ -78,7 +85,7 @@ def test_background_beside_the_subject_matches_the_background_only_blur(kernel: 
     sigma = diagonal_sigma(photo.shape, options.strength)
     reference = normalized_blur(scene, np.ones(alpha.shape, np.float32), sigma, np.float32, options.kernel)
     ring = (alpha == 0) & (np.hypot(yy - size / 2, xx - size / 2) < 58)  # 8 px just outside
-    ours = composite(photo, alpha, options).astype(np.float32)
+    ours = composite(photo, shrink(alpha, factor), options, factor).astype(np.float32)
     assert np.abs(ours[ring] - reference[ring]).max() < 6
     naive_blur = normalized_blur(photo, np.ones(alpha.shape, np.float32), sigma, np.float32, options.kernel)
     naive = alpha[..., None] * photo + (1 - alpha[..., None]) * naive_blur
@@ -178,3 +185,55 @@ def test_sixteen_bit_and_grey_photos_are_composited_in_kind(shape: tuple[int, ..
     assert out.dtype == np.uint16 and out.shape == image.shape
     np.testing.assert_array_equal(out[20:60, 30:60], image[20:60, 30:60])
     assert out[:10, :10].astype(float).std() < 0.3 * image[:10, :10].astype(float).std()
+
+
+def _portrait(height: int = 600, width: int = 800) -> tuple[np.ndarray, np.ndarray]:
+    """A textured photo and a soft, head-like subject mask (float32) at full resolution."""
+    photo = np.clip(_smooth_noise(np.random.default_rng(3), max(height, width))[:height, :width], 0, 255)
+    yy, xx = np.mgrid[:height, :width]
+    inside = np.hypot((yy - height * 0.45) / 1.3, xx - width / 2) < height * 0.25
+    alpha = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 2.0)
+    photo = photo.astype(np.uint8)
+    photo[inside] = 255 - photo[inside]  # a subject unlike its background
+    return photo, alpha
+
+
+def test_a_mask_shrunk_by_the_hidden_factor_gives_the_full_resolution_result() -> None:
+    photo, alpha = _portrait()
+    options = BlurOptions()
+    factor = hidden_factor(photo.shape, options)
+    assert factor == 2  # the feather is 2 px on this diagonal of 1000 px
+    full = composite(photo, alpha, options)
+    assert _psnr(composite(photo, shrink(alpha, factor), options, factor), full) > 40
+    assert _psnr(composite(photo, shrink(alpha, 4), options, 4), full) < _psnr(
+        composite(photo, shrink(alpha, factor), options, factor), full
+    )
+
+
+def test_hidden_factor_is_the_feather_as_a_power_of_two() -> None:
+    assert hidden_factor((250, 250), BlurOptions()) == 1  # LFW-sized: the feather is under 1 px
+    assert hidden_factor((1080, 1920), BlurOptions()) == 4  # 4.4 px
+    assert hidden_factor((3000, 4000), BlurOptions()) == 8  # 10 px
+    assert hidden_factor((3000, 4000), BlurOptions(feather=0.0)) == 1
+
+
+@pytest.mark.parametrize("factor", [1, 4])
+def test_copying_clear_runs_equals_blending_every_pixel(factor: int) -> None:
+    """The compositor blends only where the mask is neither 0 nor 1 and copies elsewhere; that must
+    equal blending every pixel (to the rounding of one level)."""
+    photo, alpha = _portrait(403, 517)  # sizes no factor divides
+    options = BlurOptions(strength=0.03)
+    small_alpha, small = shrink(alpha, factor), shrink(photo, factor)
+    ours = composite(photo, small_alpha, options, factor)
+    feathered = feather_alpha(small_alpha, diagonal_sigma(photo.shape, options.feather) / factor)
+    sigma = diagonal_sigma(photo.shape, options.strength) / factor
+    background = normalized_blur(small, background_weight(feathered), sigma, photo.dtype)
+    height, width = photo.shape[:2]
+
+    def enlarge(values: np.ndarray) -> np.ndarray:
+        return np.concatenate([upsample_rows(values, factor, rows, width) for rows in strips(height)])
+
+    reference = blend(photo, enlarge(background), enlarge(feathered))
+    assert np.abs(ours.astype(int) - reference).max() <= 1
+    subject, rest = feathered.min(), feathered.max()
+    assert subject == 0.0 and rest == 1.0  # the photo has clear runs of both kinds

@@ -25,6 +25,15 @@ def test_downsampling_strip_by_strip_equals_one_area_resize() -> None:
     np.testing.assert_allclose(small, cv2.resize(image, (30, 150), interpolation=cv2.INTER_AREA), atol=1e-5)
 
 
+def test_eight_bit_photos_shrunk_by_halving_match_one_area_resize() -> None:
+    image = np.random.default_rng(4).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    small = downsample(lambda rows: image[rows], 600, 800, 8)  # halved three times, rounded each time
+    direct = cv2.resize(image, (100, 75), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - direct).max() <= 1
+    odd = image[:597, :795]  # sides that do not halve evenly take the direct resize
+    assert downsample(lambda rows: odd[rows], 597, 795, 8).shape == (*small_shape(597, 795, 8), 3)
+
+
 def _disc_scene(height: int = 900, width: int = 1200) -> tuple[np.ndarray, np.ndarray]:
     """A bright textured disc (the subject) on a darker background, and its true mask."""
     yy, xx = np.mgrid[:height, :width]
