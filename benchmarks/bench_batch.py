@@ -49,7 +49,9 @@ def photo_like(rng: np.random.Generator, width: int, height: int, scene: str = "
         left = int(rng.integers(0, big.shape[1] - width + 1))
         frame = big[top : top + height, left : left + width].astype(np.float32)
     else:
-        backdrop = cv2.resize(source[:, : source.shape[1] // 4], (width, height), interpolation=cv2.INTER_LINEAR)
+        backdrop = cv2.resize(
+            source[:, : source.shape[1] // 4], (width, height), interpolation=cv2.INTER_LINEAR
+        )
         frame = cv2.GaussianBlur(backdrop, (0, 0), height / 40).astype(np.float32)
         side = int(height * rng.uniform(0.8, 1.2))  # the portrait's side; taller ones lose their legs
         person = cv2.resize(source, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
