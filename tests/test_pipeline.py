@@ -129,3 +129,24 @@ def test_sigint_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, tiny_weights:
     rerun = subprocess.run(command, capture_output=True, timeout=120, check=False)
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert len(list(out.glob("*.png"))) == 40
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"), [((1200, 1600, 3), np.uint8), ((1200, 1600), np.uint16), ((1200, 1600, 4), np.uint8)]
+)
+def test_blurring_on_the_shrunk_photo_matches_the_full_resolution_path(
+    shape: tuple[int, ...], dtype: type
+) -> None:
+    """`blur` refines and weighs on the photo shrunk by the feather's width; asking for the mask
+    (`keep_mask`) takes the full-resolution path. Both must give the same picture, in kind."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    low = np.zeros((72, 96), np.float32)
+    low[20:60, 30:70] = 1.0
+    shrunk = render_blur(Photo(pixels), low).photo.pixels
+    full = render_blur(Photo(pixels), low, keep_mask=True).photo.pixels
+    assert shrunk.shape == pixels.shape and shrunk.dtype == pixels.dtype
+    error = np.mean((shrunk.astype(np.float64) - full) ** 2) / float(np.iinfo(dtype).max) ** 2
+    assert 10 * np.log10(1 / error) > 45
+    if len(shape) == 3 and shape[2] == 4:
+        np.testing.assert_array_equal(shrunk[..., 3], pixels[..., 3])  # alpha untouched
