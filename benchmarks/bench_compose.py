@@ -32,8 +32,8 @@ from blurcli.compose import (
     disc_kernel,
     feather_alpha,
     hidden_factor,
-    shrink,
 )
+from blurcli.resample import shrink
 
 HEIGHT, WIDTH = 3000, 4000
 

@@ -14,7 +14,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from blurcli.resample import downsample, small_shape, strips, upsample_rows
+from blurcli.resample import downsample, enlarge, shrink, small_shape, strips, upsample_rows
 
 DEFAULT_STRENGTH = 0.012
 DEFAULT_FEATHER = 0.002
@@ -96,12 +96,8 @@ def gaussian_blur(image: np.ndarray, sigma: float, finest: float = _PYRAMID_SIGM
     factor = pyramid_factor(sigma, height, width, finest)
     if factor == 1:
         return _blur(image, sigma)
-    small = downsample(lambda rows: image[rows], height, width, factor)
-    small = _blur(small, _residual(sigma, factor, "gaussian"))
-    out = np.empty(image.shape, small.dtype)
-    for rows in strips(height):
-        out[rows] = upsample_rows(small, factor, rows, width)
-    return out
+    small = _blur(shrink(image, factor), _residual(sigma, factor, "gaussian"))
+    return enlarge(small, factor, height, width)
 
 
 def background_weight(alpha: np.ndarray) -> np.ndarray:
@@ -132,11 +128,11 @@ def normalized_blur(
     to the plain blur, via a tiny floor weight. Works a strip at a time; wide blurs run shrunk.
     """
     height, width = weight.shape
-    out = np.empty(image.shape, dtype or np.float32)
     linear = kernel == "disc"
     scale = _full_scale(image.dtype)
     factor = pyramid_factor(sigma, height, width, _finest(kernel))
     if factor == 1:
+        out = np.empty(image.shape, dtype or np.float32)
         halo = _reach(sigma, kernel)
         for rows in strips(height):
             outer = slice(max(0, rows.start - halo), min(height, rows.stop + halo))
@@ -149,9 +145,7 @@ def normalized_blur(
     # invisible under a blur of 12 px or more, for a quarter of the full-resolution work).
     pre = 2 if factor >= 4 else 1
     factor = factor // pre * pre
-    if pre > 1:
-        image = downsample(lambda rows: image[rows], height, width, pre)
-        weight = downsample(lambda rows: weight[rows], height, width, pre)
+    image, weight = shrink(image, pre), shrink(weight, pre)
 
     def weighted_rows(rows: slice) -> np.ndarray:
         return _weighted(image[rows], weight[rows], linear)[0]
@@ -163,11 +157,11 @@ def normalized_blur(
     numerator = _blur(downsample(weighted_rows, *weight.shape, factor // pre), residual, kernel)
     denominator = _blur(downsample(weight_rows, *weight.shape, factor // pre), residual, kernel)
     mean = _ratio(numerator, denominator)
-    small = _cast(_from_linear(mean, scale) if linear else mean, out.dtype)  # enlarging integers is cheaper
+    small = _cast(
+        _from_linear(mean, scale) if linear else mean, dtype or np.float32
+    )  # integers enlarge faster
     assert small.shape[0] == small_shape(height, width, factor)[0]
-    for rows in strips(height):
-        out[rows] = upsample_rows(small, factor, rows, width)
-    return out
+    return enlarge(small, factor, height, width)
 
 
 def _full_scale(dtype: np.dtype) -> float:
@@ -221,11 +215,6 @@ def hidden_factor(shape: tuple[int, ...], options: BlurOptions = BlurOptions()) 
     return 1 << int(math.log2(sigma)) if sigma >= 2 else 1
 
 
-def shrink(image: np.ndarray, factor: int) -> np.ndarray:
-    """The (H, W[, C]) image area-averaged to `small_shape(H, W, factor)` (itself for factor 1)."""
-    return image if factor == 1 else downsample(lambda rows: image[rows], *image.shape[:2], factor)
-
-
 def composite(
     image: np.ndarray,
     alpha: np.ndarray,
@@ -250,12 +239,7 @@ def composite(
     alpha = feather_alpha(alpha.astype(np.float32, copy=False), feather)
     small = shrink(image, factor) if small is None else small
     blurred = normalized_blur(small, background_weight(alpha), sigma / factor, image.dtype, options.kernel)
-    if factor == 1:
-        out = blurred  # blend in place
-    else:
-        out = np.empty_like(image)
-        for rows in strips(height):
-            out[rows] = upsample_rows(blurred, factor, rows, width)
+    out = blurred if factor == 1 else enlarge(blurred, factor, height, width)  # blended in place
     # Copy the subject, keep the background, blend only the runs of columns where the mask is
     # neither: about a quarter of a portrait.
     clear = 0.5 / _full_scale(image.dtype)  # closer to 0 or 1 than this, blending changes no value

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from blurcli.compose import BlurOptions, composite, hidden_factor, shrink
+from blurcli.compose import BlurOptions, composite, hidden_factor
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.heads import HeadOptions, second_look
 from blurcli.io import (
@@ -39,7 +39,7 @@ from blurcli.refine import (
     enlarge_mask,
     grey_guide,
 )
-from blurcli.resample import upsample
+from blurcli.resample import shrink, upsample
 from blurcli.segment import Prepared, Segmenter
 
 PredictMode = Literal["alpha", "classes", "overlay"]

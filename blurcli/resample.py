@@ -47,6 +47,19 @@ def downsample(rows_of: Callable[[slice], np.ndarray], height: int, width: int, 
     return small
 
 
+def shrink(image: np.ndarray, factor: int) -> np.ndarray:
+    """The (H, W[, C]) image area-averaged to `small_shape(H, W, factor)` (itself for factor 1)."""
+    return image if factor == 1 else downsample(lambda rows: image[rows], *image.shape[:2], factor)
+
+
+def enlarge(small: np.ndarray, factor: int, height: int, width: int) -> np.ndarray:
+    """`small` enlarged bilinearly by `factor` to (height, width[, C]), built a strip at a time."""
+    out = np.empty((height, width, *small.shape[2:]), small.dtype)
+    for rows in strips(height):
+        out[rows] = upsample_rows(small, factor, rows, width)
+    return out
+
+
 def upsample_rows(small: np.ndarray, factor: int, rows: slice, width: int) -> np.ndarray:
     """Rows `rows` of the bilinear enlargement of `small` by `factor` (pixel centres aligned).
 

@@ -17,9 +17,8 @@ from blurcli.compose import (
     gaussian_blur,
     hidden_factor,
     normalized_blur,
-    shrink,
 )
-from blurcli.resample import strips, upsample_rows
+from blurcli.resample import enlarge, shrink
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -229,11 +228,9 @@ def test_copying_clear_runs_equals_blending_every_pixel(factor: int) -> None:
     sigma = diagonal_sigma(photo.shape, options.strength) / factor
     background = normalized_blur(small, background_weight(feathered), sigma, photo.dtype)
     height, width = photo.shape[:2]
-
-    def enlarge(values: np.ndarray) -> np.ndarray:
-        return np.concatenate([upsample_rows(values, factor, rows, width) for rows in strips(height)])
-
-    reference = blend(photo, enlarge(background), enlarge(feathered))
+    reference = blend(
+        photo, enlarge(background, factor, height, width), enlarge(feathered, factor, height, width)
+    )
     assert np.abs(ours.astype(int) - reference).max() <= 1
     subject, rest = feathered.min(), feathered.max()
     assert subject == 0.0 and rest == 1.0  # the photo has clear runs of both kinds
