@@ -135,12 +135,15 @@ def render_blur(
             photo, alpha_photo(np.zeros(photo.pixels.shape[:2], np.float32)) if keep_mask else None
         )
     colour = photo.colour
-    # The feather hides detail finer than `hidden_factor`: refine and weigh on the photo shrunk so
-    # far, except for a user's mask (used as it is) and a saved mask (predict's, full resolution).
-    full = keep_mask or refine is None or low.shape == colour.shape[:2]
-    factor = 1 if full else hidden_factor(colour.shape, options)
-    small = shrink(colour, factor)
-    alpha = enlarge_mask(low, grey_guide(to_8bit(small)), refine)
+    if low.shape == colour.shape[:2]:  # a mask at full resolution (a user's): nothing to enlarge
+        alpha, factor, small = np.clip(low.astype(np.float32), 0.0, 1.0), 1, colour
+    else:
+        # The feather hides detail finer than `hidden_factor`: refine and weigh on the photo shrunk
+        # so far, except for a saved mask (predict's, at full resolution).
+        full = keep_mask or refine is None
+        factor = 1 if full else hidden_factor(colour.shape, options)
+        small = shrink(colour, factor)
+        alpha = enlarge_mask(low, grey_guide(to_8bit(small)), refine)
     blurred = photo.with_colour(composite(colour, alpha, options, factor, small))
     return Rendered(blurred, alpha_photo(alpha) if keep_mask else None)
 

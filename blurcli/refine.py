@@ -133,11 +133,8 @@ def _running_argmax(maps: Iterator[np.ndarray]) -> np.ndarray:
 
 
 def enlarge_mask(low: np.ndarray, guide: np.ndarray, refine: RefineOptions | None) -> np.ndarray:
-    """(h, w) mask -> (H, W) float32 at the guide's size: guided when `refine` is set, else bilinear.
-
-    A mask already at full resolution (one the user made) has nothing to enlarge: it is used as is.
-    """
-    if refine is None or low.shape == guide.shape:
+    """(h, w) mask -> (H, W) float32 at the guide's size: guided when `refine` is set, else bilinear."""
+    if refine is None:
         return np.clip(upsample(low.astype(np.float32), guide.shape), 0.0, 1.0)
     return refine_mask(low, guide, refine)
 
