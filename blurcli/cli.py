@@ -451,6 +451,13 @@ def train(
             help="Add this weight times a soft-IoU loss of the subject (skin + hair vs background).",
         ),
     ] = 0.0,
+    snapshots: Annotated[
+        bool,
+        typer.Option(
+            "--snapshots",
+            help="Also keep every epoch's weights as <out>.eNNN.pt (ingredients for --soup).",
+        ),
+    ] = False,
     soup: Annotated[
         list[Path] | None,
         typer.Option(
@@ -491,6 +498,7 @@ def train(
         distill=distill,
         loss_size=loss_size,
         subject_iou=subject_iou,
+        snapshots=snapshots,
     )
     with _progress(
         console,

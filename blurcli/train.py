@@ -54,6 +54,7 @@ class TrainConfig:
     distill: float = 0.5  # weight of the teacher's term; the labels' cross-entropy gets the rest
     loss_size: int | None = None  # labels at this side, logits enlarged to it (None: the input size)
     subject_iou: float = 0.0  # weight of a soft-IoU term on the subject (skin + hair vs background)
+    snapshots: bool = False  # also keep every epoch's weights (<out stem>.eNNN.pt), for soups
 
     def model_config(self) -> UNetConfig:
         return UNetConfig(width=self.width, depth=self.depth, stem_stride=self.stem_stride)
@@ -81,6 +82,11 @@ class RunPaths:
             log=stem.with_name(stem.name + ".log.jsonl"),
             plot=stem.with_name(stem.name + ".curves.png"),
         )
+
+    def snapshot(self, epoch: int) -> Path:
+        """Where `--snapshots` keeps the weights after `epoch` (1-based), beside the best checkpoint."""
+        stem = self.best.with_suffix("")
+        return stem.with_name(f"{stem.name}.e{epoch:03d}.pt")
 
 
 @dataclass
@@ -200,10 +206,12 @@ def train(
             }
             history.append(record)
             improved = val["mean_iou"] > best_miou
+            checkpoint = _checkpoint(model, config, norm, val, epoch + 1)
             if improved:
                 best_miou, best_epoch = val["mean_iou"], epoch + 1
-                checkpoint = _checkpoint(model, config, norm, val, epoch + 1)
                 save_checkpoint(paths.best, checkpoint, half=config.half)
+            if config.snapshots:
+                save_checkpoint(paths.snapshot(epoch + 1), checkpoint, half=config.half)
             record["best"] = improved
             with paths.log.open("a") as log:
                 log.write(json.dumps(record) + "\n")

@@ -65,6 +65,18 @@ def test_interrupted_run_resumes_to_the_same_model(lfw_dir: Path, tmp_path: Path
     assert len(out.with_name("m.log.jsonl").read_text().splitlines()) == 3
 
 
+def test_snapshots_keep_every_epoch_and_the_best_is_one_of_them(lfw_dir: Path, tmp_path: Path) -> None:
+    result = train(_config(lfw_dir, tmp_path / "m.pt", snapshots=True))
+    kept = sorted(tmp_path.glob("m.e*.pt"))
+    assert [p.name for p in kept] == ["m.e001.pt", "m.e002.pt", "m.e003.pt"]
+    best = _weights(result.paths.best)
+    for key, value in _weights(result.paths.snapshot(result.best_epoch)).items():
+        torch.testing.assert_close(best[key], value, rtol=0, atol=0)
+    assert load_checkpoint(kept[-1]).metrics["mean_iou"] == result.history[-1]["val_mean_iou"]
+    plain = train(_config(lfw_dir, tmp_path / "plain" / "m.pt", epochs=1))
+    assert not list(plain.paths.best.parent.glob("*.e*.pt"))
+
+
 def test_init_starts_from_an_earlier_model(lfw_dir: Path, tmp_path: Path) -> None:
     earlier = train(_config(lfw_dir, tmp_path / "a" / "m.pt", epochs=1))
     tuned = train(_config(lfw_dir, tmp_path / "b" / "m.pt", epochs=1, lr=0.0, init=earlier.paths.best))
