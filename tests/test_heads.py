@@ -40,6 +40,9 @@ def test_subject_boxes_are_blobs_widest_first_without_specks() -> None:
     assert is_portrait(prob) and not is_portrait(prob, HeadOptions(portrait_width=0.8))
     prob[20:40, 40:75] = 0.6  # as wide, but unsure: a backdrop the model half-believes
     assert not is_portrait(prob)
+    # Only blobs sure enough get a close-up when a confidence is asked for.
+    assert subject_boxes(prob, 0.5, 3, confidence=0.8) == [(5, 5, 15, 15)]
+    assert subject_boxes(prob, 0.5, 3, confidence=0.5) == [(40, 20, 75, 40), (5, 5, 15, 15)]
 
 
 def test_crops_frame_a_head_as_lfw_does() -> None:
