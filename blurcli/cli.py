@@ -165,7 +165,7 @@ def _run_jobs(
     if len(results) > 1 or counts["skipped"]:
         console.print(
             f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
-            f"in {seconds:.1f} s ({counts['done'] / max(seconds, 1e-9):.1f} images/s)",
+            f"in {seconds:.2f} s ({counts['done'] / max(seconds, 1e-9):.1f} images/s)",
             highlight=False,
         )
     if counts["failed"]:
