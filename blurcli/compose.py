@@ -270,9 +270,15 @@ def column_spans(
     window = slice(rows.start // factor, min(lowest.shape[0], math.ceil(rows.stop / factor)))
     low, high = lowest[window].min(axis=0), highest[window].max(axis=0)
     kinds = np.where(high < clear, _BACKGROUND, np.where(low > 1 - clear, _SUBJECT, _MIXED))
-    kinds = kinds[np.minimum(np.arange(width) // factor, len(kinds) - 1)]
-    edges = [0, *(np.flatnonzero(np.diff(kinds)) + 1).tolist(), width]
-    return [(slice(start, stop), int(kinds[start])) for start, stop in itertools.pairwise(edges)]
+    # Full-resolution column x enlarges small column min(x // factor, last): runs change kind only
+    # at multiples of `factor`, all of which lie inside the width.
+    changes = np.flatnonzero(np.diff(kinds)) + 1
+    edges = [0, *(changes * factor).tolist(), width]
+    starts = [0, *changes.tolist()]
+    return [
+        (slice(begin, end), int(kinds[small]))
+        for (begin, end), small in zip(itertools.pairwise(edges), starts, strict=True)
+    ]
 
 
 def blend(foreground: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
