@@ -10,6 +10,7 @@ from blurcli.compose import (
     BlurOptions,
     background_weight,
     blend,
+    column_spans,
     composite,
     diagonal_sigma,
     disc_kernel,
@@ -234,3 +235,19 @@ def test_copying_clear_runs_equals_blending_every_pixel(factor: int) -> None:
     assert np.abs(ours.astype(int) - reference).max() <= 1
     subject, rest = feathered.min(), feathered.max()
     assert subject == 0.0 and rest == 1.0  # the photo has clear runs of both kinds
+
+
+@pytest.mark.parametrize("factor", [1, 3, 4, 8])
+def test_column_spans_cover_the_width_and_classify_every_column(factor: int) -> None:
+    rng = np.random.default_rng(factor)
+    for width in (1, 7, 61, 200):
+        small = rng.choice([0.0, 1.0, 0.5], size=(6, max(1, round(width / factor)))).astype(np.float32)
+        rows = slice(factor, 4 * factor)
+        spans = column_spans(small, small, factor, rows, width, 0.01)
+        assert spans[0][0].start == 0 and spans[-1][0].stop == width
+        window = small[1:4]  # the small rows that full rows factor..4*factor-1 enlarge from
+        for cols, kind in spans:
+            for x in range(cols.start, cols.stop):
+                column = window[:, min(x // factor, small.shape[1] - 1)]
+                expected = 0 if column.max() < 0.01 else 2 if column.min() > 0.99 else 1
+                assert kind == expected
