@@ -30,6 +30,7 @@ from blurcli.io import DEFAULT_MAX_PIXELS
 from blurcli.pipeline import FileResult, RunOptions
 from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
+from blurcli.train import SoupMetric
 
 
 class _Group(typer.core.TyperGroup):
@@ -466,6 +467,12 @@ def train(
             "greedily by validation mean IoU, into --out.",
         ),
     ] = None,
+    soup_by: Annotated[
+        SoupMetric,
+        typer.Option(
+            "--soup-by", help="The validation figure --soup ranks ingredients by and must not lower."
+        ),
+    ] = "mean_iou",
     quiet: QuietOption = False,
 ) -> None:
     """Train the UNet on LFW Part Labels; keeps the best checkpoint by validation mean IoU."""
@@ -474,7 +481,7 @@ def train(
 
     console = _console(quiet)
     if soup:
-        _soup(data, out, soup, device, limit, console)
+        _soup(data, out, soup, device, limit, console, soup_by)
         return
     config = TrainConfig(
         data=data,
@@ -531,19 +538,27 @@ def train(
     )
 
 
-def _soup(data: Path, out: Path, soup: list[Path], device: str, limit: int | None, console: Console) -> None:
+def _soup(
+    data: Path,
+    out: Path,
+    soup: list[Path],
+    device: str,
+    limit: int | None,
+    console: Console,
+    metric: SoupMetric,
+) -> None:
     from blurcli.train import greedy_soup
 
     def on_step(step: dict[str, Any]) -> None:
         verdict = {None: "alone", True: "kept", False: "dropped"}[step["kept"]]
         console.print(
-            f"{len(step['members'])} model(s), val mIoU {step['val_mean_iou']:.4f} ({verdict}): "
-            + ", ".join(step["members"]),
+            f"{len(step['members'])} model(s), val mIoU {step['val_mean_iou']:.4f}, "
+            f"subject IoU {step['val_subject_iou']:.4f} ({verdict}): " + ", ".join(step["members"]),
             highlight=False,
             soft_wrap=True,
         )
 
-    result = greedy_soup(data, out, soup, device, limit, on_step)
+    result = greedy_soup(data, out, soup, device, limit, on_step, metric)
     console.print(
         f"soup of {len(result.chosen)}: val mIoU {result.metrics['mean_iou']:.4f}, "
         f"subject IoU {result.metrics['subject_iou']:.4f} -> {result.out}",

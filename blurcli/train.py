@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -256,6 +256,13 @@ def average_weights(checkpoints: Sequence[Checkpoint]) -> dict[str, torch.Tensor
     }
 
 
+SoupMetric = Literal["mean_iou", "subject_iou"]
+
+
+def _soup_figures(metrics: dict[str, Any]) -> dict[str, float]:
+    return {"val_mean_iou": metrics["mean_iou"], "val_subject_iou": metrics["subject_iou"]}
+
+
 def greedy_soup(
     data: Path,
     out: Path,
@@ -263,12 +270,14 @@ def greedy_soup(
     device: str | None = None,
     limit: int | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    metric: SoupMetric = "mean_iou",
 ) -> SoupResult:
     """Average fine-tuned checkpoints of one architecture ("model soup", Wortsman et al. 2022).
 
-    Ingredients are ranked by validation mean IoU; each is added to the average only if the
-    average's validation mean IoU does not drop. Only the validation split is read. The soup is
-    written to `out` (float16) with its validation figures, like a trained checkpoint.
+    Ingredients are ranked by the validation `metric` (mean IoU, or subject IoU when that is the
+    figure to improve); each is added to the average only if the average's `metric` does not drop.
+    Only the validation split is read. The soup is written to `out` (float16) with its validation
+    figures, like a trained checkpoint.
     """
     if not ingredients:
         raise UsageError("--soup needs at least one checkpoint")
@@ -295,19 +304,19 @@ def greedy_soup(
     alone = []
     for index, path in enumerate(ingredients):
         alone.append(score([index]))
-        steps.append({"members": [str(path)], "val_mean_iou": alone[-1]["mean_iou"], "kept": None})
+        steps.append({"members": [str(path)], **_soup_figures(alone[-1]), "kept": None})
         if on_step:
             on_step(steps[-1])
-    order = sorted(range(len(ingredients)), key=lambda i: -alone[i]["mean_iou"])
+    order = sorted(range(len(ingredients)), key=lambda i: -alone[i][metric])
     chosen, best = [order[0]], alone[order[0]]
     for index in order[1:]:
         tried = [*chosen, index]
         candidate = score(tried)
-        kept = candidate["mean_iou"] >= best["mean_iou"]
+        kept = candidate[metric] >= best[metric]
         if kept:
             chosen, best = tried, candidate
         members = [str(ingredients[i]) for i in tried]
-        steps.append({"members": members, "val_mean_iou": candidate["mean_iou"], "kept": kept})
+        steps.append({"members": members, **_soup_figures(candidate), "kept": kept})
         if on_step:
             on_step(steps[-1])
     soup = Checkpoint(

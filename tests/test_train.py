@@ -231,6 +231,14 @@ def test_greedy_soup_keeps_only_what_helps_on_validation(lfw_dir: Path, tmp_path
     assert (
         soup.metrics["mean_iou"] >= max(s["val_mean_iou"] for s in result.steps if s["kept"] is None) - 1e-9
     )
+    # Ranked and kept by subject IoU instead: it starts from the best model by that figure and
+    # never ends below it.
+    by_subject = greedy_soup(
+        lfw_dir, tmp_path / "soup2.pt", [noise, good, tuned], device="cpu", limit=8, metric="subject_iou"
+    )
+    alone = {s["members"][0]: s["val_subject_iou"] for s in by_subject.steps if s["kept"] is None}
+    assert str(by_subject.chosen[0]) == max(alone, key=alone.get)
+    assert by_subject.metrics["subject_iou"] >= max(alone.values()) - 1e-9
     with pytest.raises(UsageError, match="one architecture"):
         other = UNetConfig(width=6, depth=2, stem_stride=1)
         wide = tmp_path / "wide.pt"
