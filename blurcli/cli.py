@@ -452,6 +452,12 @@ def train(
             help="Add this weight times a soft-IoU loss of the subject (skin + hair vs background).",
         ),
     ] = 0.0,
+    patience: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Epochs without a lower validation loss before the learning rate is halved."
+        ),
+    ] = 3,
     snapshots: Annotated[
         bool,
         typer.Option(
@@ -506,6 +512,7 @@ def train(
         loss_size=loss_size,
         subject_iou=subject_iou,
         snapshots=snapshots,
+        plateau_patience=patience,
     )
     with _progress(
         console,

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from blurcli.cli import app
 from blurcli.io import decode_image, encode_image, read_image, write_image
+from blurcli.weights import load_checkpoint
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
@@ -217,9 +218,10 @@ def test_train_then_eval_predict_and_blur_the_checkpoint(lfw_dir: Path, tmp_path
     result = _run(
         "train", "--data", lfw_dir, "--out", out, "--epochs", "20", "--batch-size", "4",
         "--input-size", "64", "--width", "8", "--depth", "2", "--stem-stride", "1",
-        "--workers", "0", "--lr", "0.01", "--device", "cpu",
+        "--workers", "0", "--lr", "0.01", "--device", "cpu", "--patience", "5",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert load_checkpoint(out).info["train"]["plateau_patience"] == 5
     log = [json.loads(line) for line in (tmp_path / "run" / "model.log.jsonl").read_text().splitlines()]
     assert len(log) == 20
     assert log[-1]["train_loss"] < log[0]["train_loss"]
