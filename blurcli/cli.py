@@ -470,7 +470,7 @@ def train(
         typer.Option(
             "--soup",
             help="Instead of training: average these fine-tuned checkpoints (repeat the option), "
-            "greedily by validation mean IoU, into --out.",
+            "greedily by a validation figure (--soup-by), into --out.",
         ),
     ] = None,
     soup_by: Annotated[

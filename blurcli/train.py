@@ -206,7 +206,8 @@ def train(
             }
             history.append(record)
             improved = val["mean_iou"] > best_miou
-            checkpoint = _checkpoint(model, config, norm, val, epoch + 1)
+            if improved or config.snapshots:
+                checkpoint = _checkpoint(model, config, norm, val, epoch + 1)
             if improved:
                 best_miou, best_epoch = val["mean_iou"], epoch + 1
                 save_checkpoint(paths.best, checkpoint, half=config.half)
@@ -329,6 +330,7 @@ def greedy_soup(
         info={
             "eval_split": "validation",
             "soup": [str(ingredients[i]) for i in chosen],
+            "soup_by": metric,
             "train": dict(first.info.get("train", {})),
             "parameters": count_parameters(UNet(first.config)),
             "torch": str(torch.__version__),

@@ -239,6 +239,7 @@ def test_greedy_soup_keeps_only_what_helps_on_validation(lfw_dir: Path, tmp_path
     alone = {s["members"][0]: s["val_subject_iou"] for s in by_subject.steps if s["kept"] is None}
     assert str(by_subject.chosen[0]) == max(alone, key=alone.get)
     assert by_subject.metrics["subject_iou"] >= max(alone.values()) - 1e-9
+    assert load_checkpoint(tmp_path / "soup2.pt").info["soup_by"] == "subject_iou"
     with pytest.raises(UsageError, match="one architecture"):
         other = UNetConfig(width=6, depth=2, stem_stride=1)
         wide = tmp_path / "wide.pt"
