@@ -157,9 +157,8 @@ def normalized_blur(
     numerator = _blur(downsample(weighted_rows, *weight.shape, factor // pre), residual, kernel)
     denominator = _blur(downsample(weight_rows, *weight.shape, factor // pre), residual, kernel)
     mean = _ratio(numerator, denominator)
-    small = _cast(
-        _from_linear(mean, scale) if linear else mean, dtype or np.float32
-    )  # integers enlarge faster
+    # Cast before enlarging: integers enlarge faster than float32.
+    small = _cast(_from_linear(mean, scale) if linear else mean, dtype or np.float32)
     assert small.shape[0] == small_shape(height, width, factor)[0]
     return enlarge(small, factor, height, width)
 
