@@ -63,7 +63,7 @@ def test_default_model_finds_the_face() -> None:
 def test_default_model_reaches_the_required_figures_on_100_test_images() -> None:
     # The "must reach" figures on a fixed sample, scored as `blurcli eval` does (masks
     # refined along the photo's edges). On the whole test split the shipped model scores
-    # 96.71 % / 0.891 / 0.9295 (weights/README.md): subject IoU is still 0.0005 short of 0.93 there.
+    # 96.85 % / 0.895 / 0.9324 (weights/README.md).
     test = load_split(REAL_LFW, "test")
     picked = np.linspace(0, len(test.names) - 1, 100).round().astype(int)  # fixed, spread over the split
     sample = SplitData(tuple(test.names[i] for i in picked), test.images[picked], test.masks[picked])
