@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blurcli.data import SplitData, load_split
-from blurcli.evaluate import evaluate
-from blurcli.metrics import merge_classes
 from blurcli.segment import Segmenter
+from blurcli.training.evaluate import evaluate
+from blurcli.training.lfw import SplitData, load_split
+from blurcli.training.metrics import merge_classes
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_LFW = ROOT.parent / "shared" / "data" / "lfw-parts"

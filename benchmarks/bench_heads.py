@@ -20,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blurcli.data import SplitData, load_split
-from blurcli.heads import HeadOptions, second_look, taper_window
-from blurcli.metrics import SegmentationMetrics, binary_metrics
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
+from blurcli.second_look import HeadOptions, second_look, taper_window
 from blurcli.segment import Segmenter
+from blurcli.training.lfw import SplitData, load_split
+from blurcli.training.metrics import SegmentationMetrics, binary_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 1600, 1200

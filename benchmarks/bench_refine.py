@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blurcli.data import load_split
-from blurcli.metrics import binary_metrics
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.segment import Segmenter
+from blurcli.training.lfw import load_split
+from blurcli.training.metrics import binary_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

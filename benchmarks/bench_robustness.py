@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blurcli.heads import HeadMode, head_options
-from blurcli.pipeline import segment_photo
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
+from blurcli.render import segment_photo
+from blurcli.second_look import HeadMode, head_options
 from blurcli.segment import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def box_mean(alpha: np.ndarray, box: tuple[int, int, int, int]) -> float:
 
 def subject_alpha(segmenter: Segmenter, image: np.ndarray, heads: HeadMode) -> np.ndarray:
     """The full-resolution subject mask `blurcli blur --heads HEADS` uses for `image`."""
-    low = segment_photo(segmenter, image, True, head_options(heads))
+    low = segment_photo(segmenter, image, True, head_options(heads)).values
     return enlarge_mask(low, grey_guide(image), RefineOptions())
 
 

@@ -22,10 +22,11 @@ import cv2
 import numpy as np
 import torch
 
+from blurcli.checkpoint import Checkpoint, load_checkpoint
 from blurcli.model import UNet, UNetConfig, count_parameters
 from blurcli.resample import upsample
 from blurcli.segment import Segmenter
-from blurcli.weights import Checkpoint, load_checkpoint, resolve_weights
+from blurcli.weights import resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_LFW = ROOT.parent / "shared" / "data" / "lfw-parts"
@@ -34,7 +35,7 @@ REAL_LFW = ROOT.parent / "shared" / "data" / "lfw-parts"
 def sample_images(count: int) -> list[np.ndarray]:
     """250x250 RGB photos: LFW test images when the data is here, else crops of the example photo."""
     if REAL_LFW.is_dir():
-        from blurcli.data import load_split
+        from blurcli.training.lfw import load_split
 
         return list(load_split(REAL_LFW, "test", limit=count).images)
     photo = cv2.cvtColor(cv2.imread(str(ROOT / "examples" / "astronaut.jpg")), cv2.COLOR_BGR2RGB)

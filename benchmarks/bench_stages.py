@@ -21,7 +21,7 @@ import torch
 from bench_batch import QUALITY, photo_like
 
 from blurcli.compose import BlurOptions, composite, hidden_factor
-from blurcli.io import decode_photo, encode_photo, to_8bit
+from blurcli.photo import decode_photo, encode_photo, to_8bit
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.resample import shrink
 from blurcli.segment import Segmenter

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from blurcli.compose import BlurOptions, composite, diagonal_sigma
-from blurcli.io import read_image, write_image
+from blurcli.photo import read_image, write_image
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.segment import Segmenter
 

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 
 from blurcli.compose import BlurOptions
-from blurcli.heads import HeadOptions
-from blurcli.io import read_image, write_image
-from blurcli.pipeline import blur_image
+from blurcli.photo import read_image, write_image
+from blurcli.render import blur
+from blurcli.second_look import HeadOptions
 from blurcli.segment import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +55,8 @@ def main() -> None:
     photo = group_photo(read_image(ROOT / "examples" / "astronaut.jpg"))
     segmenter = Segmenter.load(None, "cpu")
     options = BlurOptions()
-    single = blur_image(segmenter, photo, options, heads=None)
-    auto = blur_image(segmenter, photo, options, heads=HeadOptions())
+    single = blur(photo, segmenter, options, heads=None)
+    auto = blur(photo, segmenter, options, heads=HeadOptions())
     gap = np.full((8, WIDTH, 3), 255, np.uint8)
     rows = [
         label(photo, "photo"),

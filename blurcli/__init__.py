@@ -1,41 +1,42 @@
-"""blurcli: portrait-mode background blur. A small UNet finds the person; the rest is blurred."""
+"""blurcli: portrait-mode background blur. A small UNet finds the person; the rest is blurred.
 
-from blurcli.compose import BlurOptions, composite
-from blurcli.data import CLASSES, SplitData, load_split
-from blurcli.errors import BlurcliError, UsageError
-from blurcli.evaluate import evaluate
-from blurcli.heads import HeadOptions
-from blurcli.io import read_image, write_image
-from blurcli.model import UNet, UNetConfig
-from blurcli.pipeline import blur_image, predict_image
-from blurcli.segment import Segmenter
-from blurcli.train import TrainConfig, train
-from blurcli.weights import Checkpoint, load_checkpoint, resolve_weights, save_checkpoint
+The public API, for the few calls that do the job (training lives in `blurcli.training`):
+
+    segmenter = blurcli.new_segmenter()              # load a model once
+    photo = blurcli.read_photo("in.jpg")             # 16-bit, alpha, EXIF and ICC kept
+    blurcli.write_photo("out.jpg", blurcli.blur(photo, segmenter))
+    blurcli.blur_files(["photos/"], output="blurred/", segmenter=segmenter)
+"""
 
 __version__ = "0.1.0"
 
+from blurcli.batch import FileResult, RunOptions, blur_files, predict_files
+from blurcli.compose import BlurOptions
+from blurcli.errors import BlurcliError, UsageError
+from blurcli.photo import Photo, read_photo, write_photo
+from blurcli.refine import RefineOptions
+from blurcli.render import BlurTask, PredictTask, blur, predict
+from blurcli.second_look import HeadOptions
+from blurcli.segment import Segmenter, new_segmenter
+
 __all__ = [
-    "CLASSES",
     "BlurOptions",
+    "BlurTask",
     "BlurcliError",
-    "Checkpoint",
+    "FileResult",
     "HeadOptions",
+    "Photo",
+    "PredictTask",
+    "RefineOptions",
+    "RunOptions",
     "Segmenter",
-    "SplitData",
-    "TrainConfig",
-    "UNet",
-    "UNetConfig",
     "UsageError",
     "__version__",
-    "blur_image",
-    "composite",
-    "evaluate",
-    "load_checkpoint",
-    "load_split",
-    "predict_image",
-    "read_image",
-    "resolve_weights",
-    "save_checkpoint",
-    "train",
-    "write_image",
+    "blur",
+    "blur_files",
+    "new_segmenter",
+    "predict",
+    "predict_files",
+    "read_photo",
+    "write_photo",
 ]

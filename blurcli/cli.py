@@ -22,15 +22,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from blurcli import pipeline
+from blurcli import __version__
+from blurcli.batch import FileResult, RunOptions, StdIO, needs_model, run_jobs
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.heads import HeadMode, head_options
-from blurcli.io import DEFAULT_MAX_PIXELS
-from blurcli.pipeline import FileResult, RunOptions
+from blurcli.photo import DEFAULT_MAX_PIXELS
+from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, plan_files
 from blurcli.refine import RefineOptions
-from blurcli.segment import Segmenter
-from blurcli.train import SoupMetric
+from blurcli.render import BlurTask, PredictMode, PredictTask, Task
+from blurcli.second_look import HeadMode, head_options
+from blurcli.segment import Segmenter, new_segmenter
 
 
 class _Group(typer.core.TyperGroup):
@@ -56,10 +57,30 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"blurcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Portrait-mode background blur: a small UNet finds the subject, the rest is blurred."""
+
+
 WeightsOption = Annotated[
     str | None,
     typer.Option(
-        "--weights", "-w", help="Checkpoint path or https:// URL (URL#sha256=HEX). Default: shipped model."
+        "--weights",
+        "-w",
+        help="A shipped model's name (lfw), a checkpoint path or an https:// URL (URL#sha256=HEX). "
+        "Default: the shipped lfw model.",
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
@@ -79,7 +100,7 @@ def _load_segmenter(weights: str | None, device: str, console: Console) -> Segme
         def on_progress(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)
 
-        return Segmenter.load(weights, device, on_progress)
+        return new_segmenter(weights, device, on_progress)
 
 
 def _file_progress(console: Console, *extra: Any) -> Progress:
@@ -104,40 +125,21 @@ def _write_stdout(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def _plan(
-    images: list[str],
-    output: Path | None,
-    recursive: bool,
-    fmt: str | None,
-    suffix: str,
-    folder_suffix: str,
-    as_json: bool,
-    default_format: str | None = None,
-    mask: Path | None = None,
-    save_mask: bool = False,
-) -> list[pipeline.Job]:
-    """Turn the command line's inputs into jobs; '-' is stdin and stands alone."""
-    if "-" in images:
-        if len(images) > 1:
-            raise UsageError("'-' (stdin) cannot be mixed with other inputs")
-        job = pipeline.stdio_job(output, fmt or (None if output and output.suffix else default_format))
-        jobs = pipeline.add_masks([job], [], mask, save_mask)
-    else:
-        inputs = pipeline.find_inputs(images, recursive, skip_under=output)
-        if not inputs:
-            raise UsageError(
-                f"no images found in {', '.join(images)}" + ("" if recursive else " (try --recursive)")
-            )
-        planned = pipeline.plan_jobs(inputs, output, suffix, fmt, folder_suffix, default_format)
-        jobs = pipeline.add_masks(planned, inputs, mask, save_mask)
+def _stdio() -> StdIO:
+    return StdIO(sys.stdin.buffer.read, _write_stdout)
+
+
+def _check_json(jobs: list[Job], as_json: bool) -> None:
     if as_json and any(job.target is None for job in jobs):
         raise UsageError("--json writes to stdout, and so would the image; give -o FILE")
-    return jobs
 
 
 def _run_jobs(
-    jobs: list[pipeline.Job],
-    runner: pipeline.Runner,
+    jobs: list[Job],
+    task: Task,
+    segmenter: Segmenter | None,
+    options: RunOptions,
+    heads: HeadMode,
     verb: str,
     as_json: bool,
     quiet: bool,
@@ -148,19 +150,19 @@ def _run_jobs(
     started = time.perf_counter()
     rate = TextColumn("{task.fields[rate]:.1f} img/s")
     with _file_progress(console, rate) as progress:
-        task = progress.add_task(verb, total=len(jobs), rate=0.0)
+        bar = progress.add_task(verb, total=len(jobs), rate=0.0)
 
         def on_result(result: FileResult) -> None:
             elapsed = max(time.perf_counter() - started, 1e-9)
             done = progress.tasks[0].completed + 1
-            progress.update(task, advance=1, rate=done / elapsed)
+            progress.update(bar, advance=1, rate=done / elapsed)
             if result.status == "failed":
                 errors.print(f"[bold red]error:[/] {result.error}", highlight=False, soft_wrap=True)
             if as_json:
                 sys.stdout.write(result.to_json() + "\n")
                 sys.stdout.flush()
 
-        results = runner.run(jobs, on_result)
+        results = run_jobs(jobs, task, segmenter, options, head_options(heads), on_result, _stdio())
     seconds = time.perf_counter() - started
     counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "failed")}
     if len(results) > 1 or counts["skipped"]:
@@ -268,23 +270,17 @@ def blur(
     quiet: QuietOption = False,
 ) -> None:
     """Blur the background of photos, keeping the person sharp."""
-    planned = _plan(
-        images, output, recursive, fmt, "_blurred", "_blurred", as_json, mask=mask, save_mask=save_mask
+    planned = plan_files(images, output, BLUR_NAMING, recursive, fmt, mask, save_mask)
+    _check_json(planned, as_json)
+    segmenter = _load_segmenter(weights, device, _console(quiet)) if needs_model(planned) else None
+    task = BlurTask(
+        BlurOptions(strength=strength, feather=feather, kernel=kernel),
+        RefineOptions() if refine else None,
+        save_mask,
+        keep_empty,
     )
-    needs_model = any(job.mask is None for job in planned)
-    segmenter = _load_segmenter(weights, device, _console(quiet)) if needs_model else None
-    options = BlurOptions(strength=strength, feather=feather, kernel=kernel)
-    refinement = RefineOptions() if refine else None
-    runner = pipeline.Runner(
-        segmenter,
-        lambda photo, low: pipeline.render_blur(photo, low, options, refinement, save_mask, keep_empty),
-        subject_only=True,
-        options=RunOptions(batch_size, jobs, quality, max_pixels, overwrite),
-        read_stdin=sys.stdin.buffer.read,
-        write_stdout=_write_stdout,
-        heads=head_options(heads),
-    )
-    _run_jobs(planned, runner, "blurring", as_json, quiet)
+    options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite)
+    _run_jobs(planned, task, segmenter, options, heads, "blurring", as_json, quiet)
 
 
 @app.command()
@@ -324,20 +320,13 @@ def predict(
     """Write the subject mask: 8-bit alpha (probability x 255) at the photo's full resolution."""
     if classes and show:
         raise UsageError("--classes and --overlay cannot be used together")
-    mode: pipeline.PredictMode = "classes" if classes else "overlay" if show else "alpha"
-    planned = _plan(images, output, recursive, fmt, "_mask", "", as_json, default_format="png")
+    mode: PredictMode = "classes" if classes else "overlay" if show else "alpha"
+    planned = plan_files(images, output, PREDICT_NAMING, recursive, fmt)
+    _check_json(planned, as_json)
     segmenter = _load_segmenter(weights, device, _console(quiet))
-    refinement = RefineOptions() if refine else None
-    runner = pipeline.Runner(
-        segmenter,
-        lambda photo, low: pipeline.Rendered(pipeline.mask_photo(photo, low, mode, refinement)),
-        subject_only=mode == "alpha",
-        options=RunOptions(batch_size, jobs, quality, max_pixels, overwrite),
-        read_stdin=sys.stdin.buffer.read,
-        write_stdout=_write_stdout,
-        heads=head_options(heads),
-    )
-    _run_jobs(planned, runner, "segmenting", as_json, quiet)
+    task = PredictTask(mode, RefineOptions() if refine else None)
+    options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite)
+    _run_jobs(planned, task, segmenter, options, heads, "segmenting", as_json, quiet)
 
 
 @app.command("eval")
@@ -357,8 +346,7 @@ def evaluate_command(
     Masks follow the photo's edges as in `blur` and `predict`; --no-refine scores the model's
     output resized bilinearly.
     """
-    from blurcli.data import load_split
-    from blurcli.evaluate import evaluate
+    from blurcli.training import evaluate, load_split
 
     console = _console(quiet)
     segmenter = _load_segmenter(weights, device, console)
@@ -408,11 +396,11 @@ def _fmt(value: float | None) -> str:
 def train(
     data: Annotated[Path, typer.Option("--data", help="LFW Part Labels folder (archives or unpacked).")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the best checkpoint (.pt).")],
-    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    epochs: Annotated[int, typer.Option(min=1)] = 134,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 2e-3,
-    input_size: Annotated[int, typer.Option(help="Model input side in pixels.")] = 160,
-    width: Annotated[int, typer.Option(min=1, help="Channels of the first level.")] = 8,
+    input_size: Annotated[int, typer.Option(help="Model input side in pixels.")] = 192,
+    width: Annotated[int, typer.Option(min=1, help="Channels of the first level.")] = 11,
     depth: Annotated[int, typer.Option(min=1, max=6, help="Number of downsampling levels.")] = 4,
     stem_stride: Annotated[int, typer.Option(min=1, max=4, help="Stride of the first convolution.")] = 2,
     seed: int = 0,
@@ -436,14 +424,14 @@ def train(
         float, typer.Option(min=0.0, max=1.0, help="Weight of the teacher's term (the labels get the rest).")
     ] = 0.5,
     loss_size: Annotated[
-        int | None,
+        int,
         typer.Option(
             "--loss-size",
-            min=1,
+            min=0,
             help="Score the loss on labels of this side, the logits enlarged to it (as eval compares "
-            "at the labels' 250 px). Default: the input size.",
+            "at the labels' 250 px); 0: the input size.",
         ),
-    ] = None,
+    ] = 256,
     subject_iou: Annotated[
         float,
         typer.Option(
@@ -457,7 +445,7 @@ def train(
         typer.Option(
             min=0, help="Epochs without a lower validation loss before the learning rate is halved."
         ),
-    ] = 3,
+    ] = 8,
     snapshots: Annotated[
         bool,
         typer.Option(
@@ -474,16 +462,21 @@ def train(
         ),
     ] = None,
     soup_by: Annotated[
-        SoupMetric,
+        str,
         typer.Option(
-            "--soup-by", help="The validation figure --soup ranks ingredients by and must not lower."
+            "--soup-by",
+            help="The validation figure --soup ranks ingredients by and must not lower: "
+            "mean_iou or subject_iou.",
         ),
     ] = "mean_iou",
     quiet: QuietOption = False,
 ) -> None:
-    """Train the UNet on LFW Part Labels; keeps the best checkpoint by validation mean IoU."""
-    from blurcli.train import TrainConfig
-    from blurcli.train import train as run_training
+    """Train the UNet on LFW Part Labels; keeps the best checkpoint by validation mean IoU.
+
+    The defaults train the shipped model's recipe (weights/README.md gives the whole command).
+    """
+    from blurcli.training import TrainConfig
+    from blurcli.training import train as run_training
 
     console = _console(quiet)
     if soup:
@@ -509,7 +502,7 @@ def train(
         init=init,
         teacher=teacher,
         distill=distill,
-        loss_size=loss_size,
+        loss_size=loss_size or None,
         subject_iou=subject_iou,
         snapshots=snapshots,
         plateau_patience=patience,
@@ -552,9 +545,9 @@ def _soup(
     device: str,
     limit: int | None,
     console: Console,
-    metric: SoupMetric,
+    metric: str,
 ) -> None:
-    from blurcli.train import greedy_soup
+    from blurcli.training import greedy_soup
 
     def on_step(step: dict[str, Any]) -> None:
         verdict = {None: "alone", True: "kept", False: "dropped"}[step["kept"]]
@@ -565,7 +558,7 @@ def _soup(
             soft_wrap=True,
         )
 
-    result = greedy_soup(data, out, soup, device, limit, on_step, metric)
+    result = greedy_soup(data, out, soup, device, limit, on_step, metric)  # type: ignore[arg-type]
     console.print(
         f"soup of {len(result.chosen)}: val mIoU {result.metrics['mean_iou']:.4f}, "
         f"subject IoU {result.metrics['subject_iou']:.4f} -> {result.out}",

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from blurcli.data import resize_for_model, to_tensor
+from blurcli.checkpoint import Checkpoint, build_model, load_checkpoint
 from blurcli.device import resolve_device
 from blurcli.model import fuse_batchnorm
+from blurcli.preprocess import CLASSES, resize_for_model, to_tensor
 from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_guide
-from blurcli.weights import Checkpoint, build_model, load_checkpoint, resolve_weights
+from blurcli.weights import ProgressCallback, resolve_weights
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Segmenter:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     device: torch.device
-    classes: tuple[str, ...] = ("background", "skin", "hair")
+    classes: tuple[str, ...] = CLASSES
     channels_last: bool = False  # NHWC tensors: about 20 % faster convolutions on a CPU
 
     @classmethod
@@ -68,9 +69,9 @@ class Segmenter:
         cls,
         weights: str | None = None,
         device: str | None = None,
-        on_progress: Callable[[int, int | None], None] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Segmenter:
-        """Locate (default, path or URL), verify and load weights; the one way the CLI gets a model."""
+        """Locate (shipped name, path or URL), verify and load weights; the one way the CLI gets a model."""
         path = resolve_weights(weights, on_progress)
         return cls.from_checkpoint(load_checkpoint(path), device, str(path))
 
@@ -128,3 +129,11 @@ class Segmenter:
     def class_map(self, image: np.ndarray, refine: RefineOptions | None = RefineOptions()) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W) uint8 class indices at full size."""
         return enlarge_classes(self.probabilities([image])[0], grey_guide(image), refine)
+
+
+def new_segmenter(
+    weights: str | None = None, device: str | None = None, on_progress: ProgressCallback | None = None
+) -> Segmenter:
+    """Load a model once for many photos: `weights` a shipped name, path or URL (None: the shipped
+    default); `device` 'cpu', 'cuda', 'cuda:N' or None (CUDA when present)."""
+    return Segmenter.load(weights, device, on_progress)

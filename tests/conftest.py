@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from blurcli.checkpoint import Checkpoint, save_checkpoint
 from blurcli.model import UNet, UNetConfig
-from blurcli.weights import Checkpoint, save_checkpoint
 from tests.lfw_fake import make_lfw_dataset
 
 REAL_LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-parts"

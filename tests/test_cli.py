@@ -12,9 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from blurcli.checkpoint import load_checkpoint
 from blurcli.cli import app
-from blurcli.io import decode_image, encode_image, read_image, write_image
-from blurcli.weights import load_checkpoint
+from blurcli.photo import decode_image, encode_image, read_image, write_image
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"

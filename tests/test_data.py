@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from blurcli.data import (
-    Augmentation,
-    SegmentationDataset,
-    augment_pair,
-    decode_mask,
-    load_split,
-    locate_dataset,
-    parse_split,
-    resize_for_model,
-    to_tensor,
-)
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.preprocess import resize_for_model, to_tensor
+from blurcli.training.augment import Augmentation, augment_pair
+from blurcli.training.dataset import SegmentationDataset
+from blurcli.training.lfw import decode_mask, load_split, locate_dataset, parse_split
 from tests.conftest import REAL_LFW
 from tests.lfw_fake import class_map_to_ppm_rgb, make_lfw_dataset
 

@@ -10,12 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from blurcli.data import SplitData, load_split
-from blurcli.evaluate import evaluate
-from blurcli.io import read_image
+from blurcli.checkpoint import load_checkpoint
+from blurcli.photo import read_image
 from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
-from blurcli.weights import default_weights, load_checkpoint
+from blurcli.training.evaluate import evaluate
+from blurcli.training.lfw import SplitData, load_split
+from blurcli.weights import default_weights
 from tests.conftest import REAL_LFW
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"

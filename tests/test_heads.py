@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from blurcli.cli import app
-from blurcli.heads import (
+from blurcli.photo import read_image, read_photo, write_image
+from blurcli.second_look import (
     Crop,
     HeadOptions,
     agree,
@@ -23,7 +24,6 @@ from blurcli.heads import (
     subject_boxes,
     taper_window,
 )
-from blurcli.io import read_image, read_photo, write_image
 from blurcli.segment import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from blurcli.errors import BlurcliError
-from blurcli.headers import exif_orientation, image_size
-from blurcli.io import (
+from blurcli.metadata import exif_orientation, image_size
+from blurcli.photo import (
     Photo,
     decode_image,
     decode_photo,

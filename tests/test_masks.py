@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from blurcli.cli import app
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.io import Photo, read_photo, write_image
-from blurcli.pipeline import Job, add_masks, find_inputs, mask_from_photo
+from blurcli.photo import Photo, read_photo, write_image
+from blurcli.plan import Job, add_masks, find_inputs
+from blurcli.render import mask_from_photo
 
 runner = CliRunner()
 
@@ -45,7 +46,9 @@ def test_a_given_mask_replaces_the_model(tmp_path: Path) -> None:
 def test_a_smaller_mask_of_the_same_shape_is_enlarged_another_shape_refused(tmp_path: Path) -> None:
     photo = Photo(_textured())
     small = Photo(np.full((30, 40), 65535, np.uint16))  # 16-bit, half size
-    np.testing.assert_allclose(mask_from_photo(small, (60, 80), "m.png"), 1.0)
+    mask = mask_from_photo(small, (60, 80), "m.png")
+    assert mask.given and mask.values.shape == (60, 80)
+    np.testing.assert_allclose(mask.values, 1.0)
     with pytest.raises(BlurcliError, match=r"m\.png: the mask is 40x40"):
         mask_from_photo(Photo(np.zeros((40, 40), np.uint8)), photo.pixels.shape[:2], "m.png")
     write_image(tmp_path / "p.png", photo.pixels)
@@ -121,7 +124,7 @@ def test_mask_usage_errors(tmp_path: Path) -> None:
 
 
 def test_stdin_with_a_mask_file(tmp_path: Path) -> None:
-    from blurcli.io import encode_image
+    from blurcli.photo import encode_image
 
     data = encode_image(_textured(), ".png")
     write_image(tmp_path / "m.png", np.full((60, 80), 255, np.uint8))

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from blurcli.metrics import (
+from blurcli.training.metrics import (
     BoundaryCounts,
     SegmentationMetrics,
     binary_boundary_counts,

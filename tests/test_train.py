@@ -9,20 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from blurcli.errors import UsageError
+from blurcli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from blurcli.errors import BlurcliError, UsageError
 from blurcli.model import UNet, UNetConfig
-from blurcli.train import (
+from blurcli.training.loop import TrainConfig, TrainingInterrupted, train
+from blurcli.training.losses import (
     Objective,
-    TrainConfig,
-    TrainingInterrupted,
-    average_weights,
     class_weights_from,
-    greedy_soup,
     mirrored_probabilities,
     soft_subject_iou_loss,
-    train,
 )
-from blurcli.weights import Checkpoint, load_checkpoint, save_checkpoint
+from blurcli.training.soup import average_weights, greedy_soup
 
 
 def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
@@ -84,8 +81,14 @@ def test_init_starts_from_an_earlier_model(lfw_dir: Path, tmp_path: Path) -> Non
     for key, value in start.items():
         if key.endswith("weight") and value.dim() == 4:  # convolutions; lr 0 leaves them as loaded
             torch.testing.assert_close(end[key], value, rtol=0, atol=0)
-    with pytest.raises(UsageError, match="was trained with"):
+    wording = (
+        r"weights do not fit the model: tensor stem\.0\.0\.weight expected \(6, 3, 3, 3\), "
+        r"found \(4, 3, 3, 3\)"
+    )
+    with pytest.raises(BlurcliError, match=r"a/m\.pt: " + wording):
         train(_config(lfw_dir, tmp_path / "c" / "m.pt", width=6, init=earlier.paths.best))
+    with pytest.raises(BlurcliError, match=r"a/m\.last\.pt: " + wording):  # --resume: the same path
+        train(_config(lfw_dir, tmp_path / "a" / "m.pt", width=6, resume=True))
 
 
 def test_distillation_objective_mixes_labels_and_teacher() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -12,18 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from blurcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from blurcli.errors import BlurcliError
 from blurcli.model import UNet, UNetConfig
 from blurcli.segment import Segmenter
-from blurcli.weights import (
-    Checkpoint,
-    build_model,
-    cached_path,
-    load_checkpoint,
-    resolve_weights,
-    save_checkpoint,
-    split_url,
-)
+from blurcli.weights import cached_path, resolve_weights, split_url
 
 CONFIG = UNetConfig(width=4, depth=2, stem_stride=1)
 
@@ -102,9 +96,29 @@ def test_half_precision_storage_is_smaller_and_loads_as_float32(tmp_path: Path) 
     assert all(v.dtype != torch.float16 for v in loaded.state_dict.values())
 
 
-def test_checkpoint_is_loaded_without_pickled_code(tmp_path: Path) -> None:
+class _Exploit:
+    """Pickles as a call to os.mkdir: a checkpoint that runs code when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.mkdir, (str(self.marker),)
+
+
+def test_a_checkpoint_that_runs_code_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    torch.save({"format": "blurcli-unet", "config": _Exploit(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(BlurcliError, match=r"evil\.pt: not a readable weights file"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    torch.load(tmp_path / "evil.pt", weights_only=False)  # the file really is an exploit:
+    assert marker.exists()  # a plain unpickling runs its code
+
+
+def test_saved_checkpoints_hold_plain_data_only(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m.pt", _checkpoint())
-    torch.load(tmp_path / "m.pt", weights_only=True)  # raises if anything but plain data is inside
+    assert load_checkpoint(tmp_path / "m.pt").input_size == 64  # read with weights_only=True
 
 
 def test_foreign_torch_file_is_not_a_checkpoint(tmp_path: Path) -> None:
@@ -119,11 +133,26 @@ def test_garbage_file_is_not_readable(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "junk.pt")
 
 
-def test_weights_that_do_not_fit_their_architecture_are_rejected() -> None:
+def test_weights_that_do_not_fit_their_architecture_name_the_tensor_and_shapes() -> None:
     checkpoint = _checkpoint()
     checkpoint.config = UNetConfig(width=8, depth=2, stem_stride=1)
-    with pytest.raises(BlurcliError, match="do not match the architecture"):
+    with pytest.raises(
+        BlurcliError,
+        match=r"^m\.pt: weights do not fit the model: tensor stem\.0\.0\.weight expected \(8, 3, 3, 3\), "
+        r"found \(4, 3, 3, 3\)",
+    ):
         build_model(checkpoint, "m.pt")
+
+
+def test_a_missing_or_extra_tensor_is_named() -> None:
+    checkpoint = _checkpoint()
+    weights = dict(checkpoint.state_dict)
+    del weights["head.bias"]
+    with pytest.raises(BlurcliError, match=r"tensor head\.bias expected \(3\), found absent"):
+        build_model(Checkpoint(CONFIG, weights, 64), "m.pt")
+    extra = {**checkpoint.state_dict, "tail.weight": torch.zeros(2, 2)}
+    with pytest.raises(BlurcliError, match=r"tensor tail\.weight expected absent, found \(2, 2\)"):
+        build_model(Checkpoint(CONFIG, extra, 64), "m.pt")
 
 
 def test_local_path_resolves_and_missing_path_fails(weights_file: Path, tmp_path: Path) -> None:

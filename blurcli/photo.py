@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from blurcli.errors import BlurcliError
-from blurcli.headers import (
+from blurcli.metadata import (
     exif_orientation,
     image_size,
     png_icc_profile,
@@ -280,6 +280,7 @@ def write_image(path: Path | str, image: np.ndarray, quality: int = 95) -> None:
     write_file(path, encode_image(image, path.suffix, quality))
 
 
-def write_photo(path: Path, photo: Photo, quality: int = 95) -> None:
+def write_photo(path: Path | str, photo: Photo, quality: int = 95) -> None:
     """Encode a Photo (with its metadata) by `path`'s extension and write atomically."""
+    path = Path(path)
     write_file(path, encode_photo(photo, path.suffix, quality))

@@ -7,11 +7,11 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from blurcli.data import SplitData
-from blurcli.metrics import SegmentationMetrics
 from blurcli.refine import RefineOptions, grey_guide, refine_classes
 from blurcli.resample import upsample
 from blurcli.segment import Segmenter
+from blurcli.training.lfw import SplitData
+from blurcli.training.metrics import SegmentationMetrics
 
 
 def evaluate(
@@ -19,13 +19,14 @@ def evaluate(
     split: SplitData,
     batch_size: int = 32,
     on_progress: Callable[[int, int], None] | None = None,
-    refine: RefineOptions | None = None,
+    refine: RefineOptions | None = RefineOptions(),
 ) -> dict:
     """Predict at model size, bring the prediction to each mask's size, then score the whole split.
 
-    With `refine`, class maps follow the photo's edges as `blurcli blur` and `predict` do; without,
-    probabilities are resized bilinearly. Returns SegmentationMetrics.compute()'s dict plus `loss`
-    (mean per-pixel cross-entropy of the bilinearly resized probabilities) and `images`.
+    With `refine` (the default), class maps follow the photo's edges as `blurcli blur` and
+    `predict` do; with None, probabilities are resized bilinearly. Returns
+    SegmentationMetrics.compute()'s dict plus `loss` (mean per-pixel cross-entropy of the bilinearly
+    resized probabilities) and `images`.
     """
     metrics = SegmentationMetrics(class_names=segmenter.classes)
     total_nll, total_pixels = 0.0, 0

@@ -1,0 +1,299 @@
+"""The batch engine behind `blur` and `predict`: worker threads read, decode and prepare photos,
+the calling thread runs the model on batches, worker threads finish, encode and write atomically.
+Every job gets one FileResult; one bad file never stops the others."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from blurcli.errors import BlurcliError
+from blurcli.photo import (
+    DEFAULT_MAX_PIXELS,
+    Photo,
+    decode_photo,
+    encode_photo,
+    read_bytes,
+    to_rgb8,
+    write_file,
+)
+from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, STDIN, STDOUT, Job, Naming, plan_files
+from blurcli.render import BlurTask, Mask, PredictTask, Task, mask_from_photo
+from blurcli.second_look import HeadOptions, second_look
+from blurcli.segment import Prepared, Segmenter, new_segmenter
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Outcome for one input: status 'done', 'skipped' (output exists) or 'failed' (`error` says why)."""
+
+    input: str
+    output: str | None
+    status: str
+    error: str | None = None
+    ms: float = 0.0
+
+    def to_json(self) -> str:
+        """One JSON line for scripts: input, output, status, error, ms."""
+        return json.dumps({**asdict(self), "ms": round(self.ms, 1)})
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a batch runs: model batch size, worker threads, output quality, limits, overwriting."""
+
+    batch_size: int = 8
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    quality: int = 95
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    overwrite: bool = False
+
+
+@dataclass
+class _Loaded:
+    job: Job
+    photo: Photo
+    prepared: Prepared | None  # for the model; None when the job brings its own mask
+    started: float
+    mask: Mask | None = None  # the job's own mask (a user's), at the photo's full resolution
+
+
+class Runner:
+    """Runs jobs: worker threads read, decode and prepare photos, the calling thread runs the model
+    on batches, worker threads finish, encode and write atomically. Every job gets one FileResult.
+
+    Each file fails or succeeds on its own; Ctrl-C cancels what has not started, lets running
+    writes finish (they are atomic), and re-raises.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        segmenter: Segmenter | None,
+        options: RunOptions = RunOptions(),
+        heads: HeadOptions | None = HeadOptions(),
+        read_stdin: Callable[[], bytes] | None = None,
+        write_stdout: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.task = task
+        self.segmenter = segmenter
+        self.options = options
+        self.heads = heads
+        self.read_stdin = read_stdin
+        self.write_stdout = write_stdout
+
+    def run(
+        self, jobs: Iterable[Job], on_result: Callable[[FileResult], None] | None = None
+    ) -> list[FileResult]:
+        results: list[FileResult] = []
+
+        def report(result: FileResult) -> None:
+            results.append(result)
+            if on_result:
+                on_result(result)
+
+        todo = []
+        for job in jobs:
+            if job.target is not None and job.target.exists() and not self.options.overwrite:
+                report(FileResult(job.name, str(job.target), "skipped"))
+            else:
+                todo.append(job)
+        pool = ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="blurcli")
+        threads = torch.get_num_threads()
+        if len(todo) > 1 and self.options.jobs > 1:
+            # The workers keep the other cores busy; a multi-threaded forward pass would wait on
+            # them at every layer (10x slower on two cores), a single-threaded one does not.
+            torch.set_num_threads(1)
+        try:
+            self._run(pool, todo, report)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
+        return results
+
+    def _run(self, pool: ThreadPoolExecutor, jobs: list[Job], report: Callable[[FileResult], None]) -> None:
+        batch_size = max(1, self.options.batch_size)
+        window = batch_size + max(1, self.options.jobs)
+        pending = iter(jobs)
+        loading: deque[tuple[Job, float, Future[_Loaded]]] = deque()
+        saving: set[Future[FileResult]] = set()
+        while True:
+            for job in pending:
+                loading.append((job, time.perf_counter(), pool.submit(self._load, job)))
+                if len(loading) >= window:
+                    break
+            if not loading:
+                break
+            batch = []
+            while loading and len(batch) < batch_size:
+                job, started, future = loading.popleft()
+                try:
+                    batch.append(future.result())
+                except Exception as error:  # a bad file is reported, the batch goes on
+                    report(_failure(job, error, started))
+            lows = self._forward([loaded for loaded in batch if loaded.mask is None], report)
+            for loaded in batch:
+                mask = loaded.mask if loaded.mask is not None else next(lows)
+                if mask is not None:
+                    saving.add(pool.submit(self._save, loaded, mask))
+            while len(saving) > max(1, self.options.jobs):
+                done, saving = wait(saving, return_when=FIRST_COMPLETED)
+                for future in done:
+                    report(future.result())
+        for future in saving:
+            report(future.result())
+
+    def _load(self, job: Job) -> _Loaded:
+        started = time.perf_counter()
+        if job.source is None:
+            if self.read_stdin is None:
+                raise BlurcliError(f"{STDIN}: no standard input here")
+            data = self.read_stdin()
+        else:
+            data = read_bytes(job.source)
+        photo = decode_photo(data, job.name, self.options.max_pixels)
+        if job.mask is not None:
+            if not job.mask.is_file():
+                raise BlurcliError(f"{job.name}: no mask at {job.mask}")
+            mask = decode_photo(read_bytes(job.mask), str(job.mask), self.options.max_pixels)
+            return _Loaded(
+                job, photo, None, started, mask_from_photo(mask, photo.pixels.shape[:2], str(job.mask))
+            )
+        if self.segmenter is None:
+            raise BlurcliError(f"{job.name}: no mask given and no model loaded")
+        return _Loaded(job, photo, self.segmenter.prepare(to_rgb8(photo.pixels)), started)
+
+    def _forward(self, batch: list[_Loaded], report: Callable[[FileResult], None]) -> Iterator[Mask | None]:
+        """The model's outputs for a batch, in order; a failed pass fails its photos (None each)."""
+        if not batch:
+            return iter([])
+        assert self.segmenter is not None
+        prepared = [loaded.prepared for loaded in batch if loaded.prepared is not None]
+        try:
+            lows = self.segmenter.forward(prepared, len(batch), self.task.subject_only)
+            return iter([Mask(low) for low in lows])
+        except Exception as error:  # e.g. out of GPU memory: fail these, go on
+            for loaded in batch:
+                report(_failure(loaded.job, error, loaded.started))
+            return iter([None] * len(batch))
+
+    def _second_look(self, loaded: _Loaded, mask: Mask) -> Mask:
+        """With `heads`, a closer look at each head of a photo not framed like a portrait. It runs
+        on a worker thread, beside the next batch's model pass, since it can cost several passes."""
+        if mask.given or self.heads is None or self.segmenter is None:
+            return mask
+        image = to_rgb8(loaded.photo.pixels)
+        return Mask(second_look(self.segmenter, image, mask.values, self.task.subject_only, self.heads))
+
+    def _save(self, loaded: _Loaded, mask: Mask) -> FileResult:
+        job = loaded.job
+        try:
+            rendered = self.task(loaded.photo, self._second_look(loaded, mask))
+            data = encode_photo(
+                rendered.photo, job.format or loaded.photo.format or ".png", self.options.quality
+            )
+            if job.mask_target is not None and rendered.mask is not None:
+                write_file(job.mask_target, encode_photo(rendered.mask, ".png", self.options.quality))
+            if job.target is None:
+                if self.write_stdout is None:
+                    raise BlurcliError(f"{STDOUT}: no standard output here")
+                self.write_stdout(data)
+            else:
+                write_file(job.target, data)
+        except Exception as error:  # a bad file is reported, the batch goes on
+            return _failure(job, error, loaded.started)
+        output = STDOUT if job.target is None else str(job.target)
+        return FileResult(job.name, output, "done", None, (time.perf_counter() - loaded.started) * 1000)
+
+
+def _failure(job: Job, error: Exception, started: float) -> FileResult:
+    """A FileResult for a file that failed; unexpected errors still name the file, in one line."""
+    if isinstance(error, BlurcliError):
+        message = str(error)
+    else:
+        message = f"{job.name}: {type(error).__name__}: {error}".splitlines()[0]
+    return FileResult(job.name, None, "failed", message, (time.perf_counter() - started) * 1000)
+
+
+@dataclass(frozen=True)
+class StdIO:
+    """Where '-' reads its photo and `-o -` (or stdin without -o) writes its output."""
+
+    read: Callable[[], bytes] | None = None
+    write: Callable[[bytes], None] | None = None
+
+
+def needs_model(jobs: Sequence[Job]) -> bool:
+    """Whether any job lacks a mask of its own, so the model must be loaded."""
+    return any(job.mask is None for job in jobs)
+
+
+def run_jobs(
+    jobs: Iterable[Job],
+    task: Task,
+    segmenter: Segmenter | None = None,
+    options: RunOptions = RunOptions(),
+    heads: HeadOptions | None = HeadOptions(),
+    on_result: Callable[[FileResult], None] | None = None,
+    stdio: StdIO = StdIO(),
+) -> list[FileResult]:
+    """Run planned jobs (`plan.plan_files`) through `task`: the one way a batch is built and run."""
+    runner = Runner(task, segmenter, options, heads, stdio.read, stdio.write)
+    return runner.run(jobs, on_result)
+
+
+def process_files(
+    inputs: Sequence[str | Path],
+    task: Task,
+    output: str | Path | None = None,
+    *,
+    naming: Naming = BLUR_NAMING,
+    segmenter: Segmenter | None = None,
+    recursive: bool = False,
+    fmt: str | None = None,
+    mask: str | Path | None = None,
+    heads: HeadOptions | None = HeadOptions(),
+    options: RunOptions = RunOptions(),
+    on_result: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Files, folders or glob patterns -> one FileResult each, outputs named by `naming`; the
+    shipped model is loaded when a photo needs one and no `segmenter` is given."""
+    save_mask = isinstance(task, BlurTask) and task.save_mask
+    target, given = (None if value is None else Path(value) for value in (output, mask))
+    jobs = plan_files([str(item) for item in inputs], target, naming, recursive, fmt, given, save_mask)
+    if segmenter is None and needs_model(jobs):
+        segmenter = new_segmenter()
+    return run_jobs(jobs, task, segmenter, options, heads, on_result)
+
+
+def blur_files(
+    inputs: Sequence[str | Path],
+    output: str | Path | None = None,
+    *,
+    task: BlurTask = BlurTask(),
+    **settings: Any,
+) -> list[FileResult]:
+    """`blurcli blur` from Python: `<stem>_blurred.<ext>` beside each input, or under `output`;
+    `settings` as for `process_files` (segmenter, recursive, fmt, mask, heads, options, on_result)."""
+    return process_files(inputs, task, output, naming=BLUR_NAMING, **settings)
+
+
+def predict_files(
+    inputs: Sequence[str | Path],
+    output: str | Path | None = None,
+    *,
+    task: PredictTask = PredictTask(),
+    **settings: Any,
+) -> list[FileResult]:
+    """`blurcli predict` from Python: `<stem>_mask.png` beside each input, or `<stem>.png` under
+    `output`; `settings` as for `process_files`."""
+    return process_files(inputs, task, output, naming=PREDICT_NAMING, **settings)

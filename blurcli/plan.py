@@ -1,0 +1,245 @@
+"""Which files `blur` and `predict` read and write: expand inputs (files, folders, globs, stdin)
+into jobs, each with its output path, format and mask; refuse plans that would lose data."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from blurcli.errors import UsageError
+from blurcli.photo import IMAGE_EXTENSIONS, normalize_extension
+
+# Stems of what `blur` and `predict` write; folders are searched without them, so reruns and
+# `blur --mask` on predict's output folder never take an output for a photo.
+OUTPUT_SUFFIXES = ("_blurred", "_mask")
+MASK_SUFFIX = "_mask"
+STDIN = "<stdin>"
+STDOUT = "<stdout>"
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Naming:
+    """How a command names its outputs: `<stem><beside><ext>` beside each input, `<stem><in_folder><ext>`
+    under `-o FOLDER`; `format` is the output extension when neither --format nor -o FILE says."""
+
+    beside: str
+    in_folder: str
+    format: str | None = None
+
+
+BLUR_NAMING = Naming("_blurred", "_blurred")
+PREDICT_NAMING = Naming(MASK_SUFFIX, "", ".png")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One photo to process: `source` None reads stdin, `target` None writes stdout.
+
+    `format` is the output extension; None keeps the input's format (stdout only).
+    """
+
+    source: Path | None
+    target: Path | None
+    format: str | None = None
+    mask: Path | None = None  # a mask to use instead of the model's (8/16-bit grey, white = subject)
+    mask_target: Path | None = None  # where to save the mask used (8-bit PNG)
+
+    @property
+    def name(self) -> str:
+        return STDIN if self.source is None else str(self.source)
+
+
+def find_inputs(
+    items: Sequence[str],
+    recursive: bool = False,
+    skip_suffixes: Sequence[str] = OUTPUT_SUFFIXES,
+    skip_under: Path | None = None,
+) -> list[tuple[Path, Path]]:
+    """Expand files, folders and glob patterns into (file, root) pairs, in a stable order.
+
+    A folder yields its images (all levels with `recursive`); `root` is the folder, so outputs can
+    mirror the tree under it; a file's root is its own folder. Hidden files, files whose stem ends
+    with one of `skip_suffixes` (earlier outputs) and anything under `skip_under` (the output
+    folder) are left out of folders. A path that does not exist is kept, to be reported as a failed file.
+    """
+    found: dict[Path, tuple[Path, Path]] = {}
+    skip = skip_under.resolve() if skip_under is not None else None
+    for item in items:
+        path = Path(item)
+        if not path.exists() and _GLOB_CHARS & set(item):
+            matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
+            pairs = [(m, m.parent) for m in matches if m.is_file()]
+            for folder in (m for m in matches if m.is_dir()):
+                pairs.extend(_folder_images(folder, recursive, skip_suffixes, skip))
+            if not matches:
+                pairs = [(path, path.parent)]
+        elif path.is_dir():
+            pairs = list(_folder_images(path, recursive, skip_suffixes, skip))
+        else:
+            pairs = [(path, path.parent)]
+        for file, root in pairs:
+            found.setdefault(file.resolve(), (file, root))
+    return list(found.values())
+
+
+def _folder_images(
+    folder: Path, recursive: bool, skip_suffixes: Sequence[str], skip: Path | None
+) -> Iterator[tuple[Path, Path]]:
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    for path in sorted(candidates):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            continue
+        if any(path.stem.endswith(suffix) for suffix in skip_suffixes if suffix):
+            continue
+        if skip is not None and skip in path.resolve().parents:
+            continue
+        yield path, folder
+
+
+def plan_jobs(
+    inputs: Sequence[tuple[Path, Path]],
+    output: Path | None,
+    suffix: str,
+    fmt: str | None = None,
+    folder_suffix: str | None = None,
+    default_format: str | None = None,
+) -> list[Job]:
+    """Output path per input: `<stem><suffix><ext>` beside it by default, else under `output`.
+
+    `output` is a file when there is one input file and it has an extension (which then sets the
+    format); otherwise a folder, in which folder inputs keep their tree and names get
+    `folder_suffix` (default: `suffix`); `-` is stdout. The extension is `fmt`, else
+    `default_format`, else the input's. Writing over an input, or two inputs sharing one output, is
+    a usage error.
+    """
+    ext = normalize_extension(fmt) if fmt else None
+    default = normalize_extension(default_format) if default_format else None
+    if output == Path("-"):  # -o - : standard output, for one photo
+        if len(inputs) != 1:
+            raise UsageError(f"-o - writes one image to stdout, but there are {len(inputs)} inputs")
+        path = inputs[0][0]
+        return [Job(path, None, ext or default or normalize_extension(path.suffix or ".png"))]
+    names_file = output is not None and output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
+    if names_file and len(inputs) > 1:
+        raise UsageError(f"-o {output} names one file, but there are {len(inputs)} inputs; give a folder")
+    single_file = output is not None and len(inputs) == 1 and output.suffix != "" and not output.is_dir()
+    in_folder = suffix if folder_suffix is None else folder_suffix
+    jobs = []
+    for path, root in inputs:
+        name_ext = ext or default or path.suffix
+        if output is None:
+            target = path.with_name(f"{path.stem}{suffix}{name_ext}")
+        elif single_file:
+            target = output
+        else:
+            target = output / _relative_folder(path, root) / f"{path.stem}{in_folder}{name_ext}"
+        jobs.append(Job(path, target, ext or normalize_extension(target.suffix or ".png")))
+    _check_targets(inputs, jobs)
+    return jobs
+
+
+def _relative_folder(path: Path, root: Path) -> Path:
+    """The folder of `path` below `root` (empty when it is not below it), for mirroring trees."""
+    try:
+        return path.relative_to(root).parent
+    except ValueError:
+        return Path()
+
+
+def _check_targets(inputs: Sequence[tuple[Path, Path]], jobs: Sequence[Job]) -> None:
+    sources = {path.resolve() for path, _ in inputs}
+    sources |= {job.mask.resolve() for job in jobs if job.mask is not None}
+    seen: dict[Path, str] = {}
+    for job in jobs:
+        for target in (job.target, job.mask_target):
+            if target is None:
+                continue
+            key = target.resolve()
+            if key in sources:
+                raise UsageError(f"{target}: refusing to overwrite an input file")
+            if key in seen:
+                raise UsageError(f"{job.name} and {seen[key]} would both be written to {target}")
+            seen[key] = job.name
+
+
+def add_masks(
+    jobs: Sequence[Job], inputs: Sequence[tuple[Path, Path]], given: Path | None, save: bool
+) -> list[Job]:
+    """Jobs with the masks to use (`given`: one file, or a folder mirroring the inputs' tree, as
+    `predict` writes it) and, with `save`, where to write the mask used: <stem>_mask.png beside
+    each output, the name `predict` and `--mask FOLDER` use. `inputs` pairs with `jobs` (empty for
+    stdin)."""
+    if given is None and not save:
+        return list(jobs)
+    if given is not None and save:
+        raise UsageError("--save-mask with --mask would only copy the mask given")
+    if given is not None and not given.exists():
+        raise UsageError(f"--mask {given}: no such file or folder")
+    if given is not None and given.is_file() and len(jobs) > 1:
+        raise UsageError(f"--mask {given} is one file, but there are {len(jobs)} inputs; give a folder")
+    planned = []
+    for index, job in enumerate(jobs):
+        if given is not None:
+            source, root = inputs[index] if inputs else (None, None)
+            mask = given if given.is_file() else _mask_in(given, source, root)
+            planned.append(Job(job.source, job.target, job.format, mask=mask))
+        else:
+            if job.target is None:
+                raise UsageError("--save-mask needs an output file (-o), not stdout")
+            stem = job.target.stem if job.source is None else job.source.stem
+            mask_target = job.target.with_name(f"{stem}{MASK_SUFFIX}.png")
+            planned.append(Job(job.source, job.target, job.format, mask_target=mask_target))
+    _check_targets(inputs, planned)
+    return planned
+
+
+def _mask_in(folder: Path, source: Path | None, root: Path | None) -> Path:
+    """The mask for `source` in a masks folder: <stem>_mask.png (beside-input layout) or <stem>.png
+    (`predict -o FOLDER` layout), in the input's mirrored sub-folder; never the photo itself."""
+    if source is None or root is None:
+        raise UsageError(f"--mask {folder} is a folder; stdin needs a mask file")
+    place = folder / _relative_folder(source, root)
+    candidates = [place / f"{source.stem}{MASK_SUFFIX}.png", place / f"{source.stem}.png"]
+    for candidate in candidates:
+        if candidate.is_file() and candidate.resolve() != source.resolve():
+            return candidate
+    return candidates[0]  # missing: this photo fails with the name of the file looked for
+
+
+def stdio_job(output: Path | None, fmt: str | None) -> Job:
+    """The job for '-': stdin to stdout, or to `output`; format from `fmt`, the output's or the input's."""
+    output = None if output == Path("-") else output
+    if fmt:
+        return Job(None, output, normalize_extension(fmt))
+    return Job(None, output, normalize_extension(output.suffix) if output and output.suffix else None)
+
+
+def plan_files(
+    items: Sequence[str],
+    output: Path | None = None,
+    naming: Naming = BLUR_NAMING,
+    recursive: bool = False,
+    fmt: str | None = None,
+    mask: Path | None = None,
+    save_mask: bool = False,
+) -> list[Job]:
+    """The command line's inputs -> jobs: files, folders and globs (see `find_inputs`), or '-'
+    (stdin), which stands alone; outputs named by `naming` (see `plan_jobs`), masks by `add_masks`."""
+    if "-" in items:
+        if len(items) > 1:
+            raise UsageError("'-' (stdin) cannot be mixed with other inputs")
+        default = None if output and output.suffix else naming.format
+        return add_masks([stdio_job(output, fmt or default)], [], mask, save_mask)
+    inputs = find_inputs(items, recursive, skip_under=output)
+    if not inputs:
+        raise UsageError(
+            f"no images found in {', '.join(items)}" + ("" if recursive else " (try --recursive)")
+        )
+    planned = plan_jobs(inputs, output, naming.beside, fmt, naming.in_folder, naming.format)
+    return add_masks(planned, inputs, mask, save_mask)

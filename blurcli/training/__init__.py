@@ -1,0 +1,23 @@
+"""Training: LFW Part Labels, augmentation, losses, the loop, soups and evaluation.
+
+Nothing in the inference core (`blurcli.segment`, `blurcli.render`, `blurcli.batch`, ...) imports
+this package, so `blur` and `predict` never load it.
+"""
+
+from blurcli.training.augment import Augmentation
+from blurcli.training.evaluate import evaluate
+from blurcli.training.lfw import SplitData, load_split
+from blurcli.training.loop import TrainConfig, TrainResult, train
+from blurcli.training.soup import SoupResult, greedy_soup
+
+__all__ = [
+    "Augmentation",
+    "SoupResult",
+    "SplitData",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "greedy_soup",
+    "load_split",
+    "train",
+]

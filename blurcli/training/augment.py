@@ -1,0 +1,135 @@
+"""Random training views: geometry (framing, rotation, flips, surroundings), then photometry."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Ranges of the random training transforms; defaults cover selfies and half-body framing."""
+
+    scale: tuple[float, float] = (0.85, 1.25)  # LFW-like framing
+    zoom_out: float = 0.4  # probability of a smaller head instead, anywhere in the frame
+    zoom_out_scale: tuple[float, float] = (0.3, 0.85)
+    shift: float = 0.08  # translation, fraction of the output side (plus the room a smaller head leaves)
+    rotation: float = 20.0  # degrees, either way
+    flip: float = 0.5
+    brightness: float = 0.25
+    contrast: float = 0.3
+    saturation: float = 0.4
+    hue: float = 8.0  # OpenCV hue units (degrees / 2)
+    gamma: float = 0.3
+    grayscale: float = 0.05
+    blur: float = 0.2  # probability of a Gaussian blur
+    noise: float = 0.3  # probability of Gaussian noise
+    jpeg: float = 0.3  # probability of a JPEG round trip
+    context: float = 0.4  # probability that another labelled photo surrounds a zoomed-out head
+
+
+def random_affine(rng: np.random.Generator, source: int, size: int, aug: Augmentation) -> np.ndarray:
+    """A (2, 3) matrix mapping a source x source picture to size x size: flip, scale, rotate, shift."""
+    low, high = aug.zoom_out_scale if rng.random() < aug.zoom_out else aug.scale
+    zoom = math.exp(rng.uniform(math.log(low), math.log(high)))
+    angle = rng.uniform(-aug.rotation, aug.rotation)
+    matrix = cv2.getRotationMatrix2D((source / 2, source / 2), angle, zoom * size / source)
+    reach = aug.shift + max(0.0, 1.0 - zoom) / 2  # a smaller head may sit anywhere in the frame
+    matrix[:, 2] += (size - source) / 2 + rng.uniform(-reach, reach, 2) * size
+    if rng.random() < aug.flip:
+        matrix = np.array([[-1.0, 0.0, size], [0.0, 1.0, 0.0]]) @ np.vstack([matrix, [0, 0, 1]])
+    return matrix
+
+
+def warp_pair(
+    image: np.ndarray,
+    mask: np.ndarray,
+    matrix: np.ndarray,
+    size: int,
+    fill: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp image (bilinear) and mask (nearest) to size x size.
+
+    `fill` is the (size, size, 3) uint8 picture and (size, size) labels shown where the warp
+    leaves the picture; None replicates the picture's edge (and its labels).
+    """
+    border = cv2.BORDER_REPLICATE if fill is None else cv2.BORDER_TRANSPARENT
+    fill_image, fill_labels = (None, None) if fill is None else (fill[0].copy(), fill[1].copy())
+    warped = cv2.warpAffine(
+        image, matrix, (size, size), dst=fill_image, flags=cv2.INTER_LINEAR, borderMode=border
+    )
+    labels = cv2.warpAffine(
+        mask, matrix, (size, size), dst=fill_labels, flags=cv2.INTER_NEAREST, borderMode=border
+    )
+    return warped, labels
+
+
+def random_fill(
+    rng: np.random.Generator,
+    size: int,
+    aug: Augmentation,
+    context: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """What surrounds a zoomed-out picture: its replicated edge, a smooth random backdrop, or
+    (with `context`, another labelled photo) that photo at its own random framing, labels and all,
+    so small heads are also learnt among real clothes, rooms and other people."""
+    if context is not None and rng.random() < aug.context:
+        return warp_pair(*context, random_affine(rng, context[0].shape[0], size, aug), size, None)
+    if rng.random() < 0.3:
+        return None
+    cells = int(rng.integers(2, 7))
+    coarse = rng.uniform(0, 255, (cells, cells, 3))
+    grey = coarse.mean(axis=-1, keepdims=True)
+    coarse = grey + (coarse - grey) * rng.uniform(0.1, 0.7)  # muted colours, like real backdrops
+    backdrop = cv2.resize(coarse.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    noise = rng.normal(0, rng.uniform(0, 10), backdrop.shape)
+    return np.clip(backdrop + noise, 0, 255).astype(np.uint8), np.zeros((size, size), np.uint8)
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> a copy with random lighting, colour, blur, noise and JPEG artefacts."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-aug.hue, aug.hue)) % 180
+    hsv[..., 1] *= rng.uniform(1 - aug.saturation, 1 + aug.saturation)
+    pixels = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    if rng.random() < aug.grayscale:
+        pixels[:] = pixels.mean(axis=-1, keepdims=True)
+    contrast = rng.uniform(1 - aug.contrast, 1 + aug.contrast)
+    pixels = (pixels - pixels.mean()) * contrast + pixels.mean()
+    pixels *= rng.uniform(1 - aug.brightness, 1 + aug.brightness)
+    pixels = 255.0 * (np.clip(pixels, 0, 255) / 255.0) ** math.exp(rng.uniform(-aug.gamma, aug.gamma))
+    if rng.random() < aug.blur:
+        pixels = cv2.GaussianBlur(pixels, (0, 0), rng.uniform(0.4, 1.8))
+    if rng.random() < aug.noise:
+        pixels += rng.normal(0, rng.uniform(2, 12), pixels.shape).astype(np.float32)
+    out = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+    if rng.random() < aug.jpeg:
+        quality = int(rng.integers(25, 90))
+        _, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    return out
+
+
+def augment_pair(
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    aug: Augmentation,
+    context: tuple[np.ndarray, np.ndarray] | None = None,
+    image_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One random training view of (image, mask) at size x size: geometry, then photometry.
+
+    `context` (another image and its mask) may fill the frame around a zoomed-out picture. With
+    `image_size`, the picture is then area-resized to that side (as photos are for the model)
+    while the labels keep `size`, finer than the model's input.
+    """
+    matrix = random_affine(rng, image.shape[0], size, aug)
+    warped, labels = warp_pair(image, mask, matrix, size, random_fill(rng, size, aug, context))
+    if image_size is not None and image_size != size:
+        warped = cv2.resize(warped, (image_size, image_size), interpolation=cv2.INTER_AREA)
+    return photometric(warped, rng, aug), labels

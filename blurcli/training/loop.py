@@ -1,0 +1,348 @@
+"""Training loop: cross-entropy, Adam, ReduceLROnPlateau, best-by-validation-mIoU checkpoints,
+resumable at every epoch boundary. Validation scores refined masks, the figure `blurcli eval` reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from blurcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from blurcli.device import resolve_device
+from blurcli.errors import BlurcliError, UsageError
+from blurcli.model import UNet, UNetConfig, count_parameters
+from blurcli.preprocess import CLASSES, NORMALIZATION
+from blurcli.refine import RefineOptions
+from blurcli.segment import Segmenter
+from blurcli.training.augment import Augmentation
+from blurcli.training.dataset import SegmentationDataset
+from blurcli.training.evaluate import evaluate
+from blurcli.training.lfw import load_split
+from blurcli.training.losses import Objective, class_weights_from, load_teacher
+from blurcli.training.plot import plot_history
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; stored in the checkpoint so runs can be reproduced.
+
+    The defaults are the shipped model's recipe (architecture, schedule, loss size, augmentation);
+    weights/README.md gives the full command, and how its snapshots were averaged.
+    """
+
+    data: Path
+    out: Path
+    epochs: int = 134
+    batch_size: int = 16
+    lr: float = 2e-3
+    input_size: int = 192
+    width: int = 11
+    depth: int = 4
+    stem_stride: int = 2
+    seed: int = 0
+    device: str | None = None
+    workers: int = 2
+    class_weights: bool = False
+    augment: bool = True
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    plateau_patience: int = 8
+    limit: int | None = None
+    resume: bool = False
+    half: bool = True
+    init: Path | None = None  # start from these weights (fine-tuning); same architecture
+    teacher: Path | None = None  # distil: also match this model's probabilities on each batch
+    distill: float = 0.5  # weight of the teacher's term; the labels' cross-entropy gets the rest
+    loss_size: int | None = 256  # labels at this side, logits enlarged to it (None: the input size)
+    subject_iou: float = 0.0  # weight of a soft-IoU term on the subject (skin + hair vs background)
+    snapshots: bool = False  # also keep every epoch's weights (<out stem>.eNNN.pt), for soups
+
+    def model_config(self) -> UNetConfig:
+        return UNetConfig(width=self.width, depth=self.depth, stem_stride=self.stem_stride)
+
+    def to_info(self) -> dict[str, Any]:
+        """JSON-friendly copy for the checkpoint and logs (augmentation ranges included)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Files a run writes next to its best checkpoint."""
+
+    best: Path
+    last: Path
+    log: Path
+    plot: Path
+
+    @classmethod
+    def for_output(cls, out: Path) -> RunPaths:
+        stem = out.with_suffix("")
+        return cls(
+            best=out,
+            last=stem.with_name(stem.name + ".last.pt"),
+            log=stem.with_name(stem.name + ".log.jsonl"),
+            plot=stem.with_name(stem.name + ".curves.png"),
+        )
+
+    def snapshot(self, epoch: int) -> Path:
+        """Where `--snapshots` keeps the weights after `epoch` (1-based), beside the best checkpoint."""
+        stem = self.best.with_suffix("")
+        return stem.with_name(f"{stem.name}.e{epoch:03d}.pt")
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    paths: RunPaths
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    parameters: int = 0
+
+
+class TrainingInterrupted(BlurcliError):
+    """Ctrl-C during training: a resumable checkpoint was saved."""
+
+    def __init__(self, last: Path, epoch: int) -> None:
+        message = f"interrupted in epoch {epoch + 1}; {last} holds the state after epoch {epoch}"
+        super().__init__(f"{message}; continue with --resume", 130)
+
+
+StepCallback = Callable[[int, int, int, float], None]
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def train(
+    config: TrainConfig,
+    on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train a UNet on LFW Part Labels; keep the best checkpoint by validation mean IoU."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise UsageError("--epochs and --batch-size must be at least 1")
+    paths = RunPaths.for_output(config.out)
+    device = resolve_device(config.device)
+    model_config = config.model_config()
+    if config.input_size % model_config.multiple:
+        raise UsageError(f"--input-size {config.input_size} must be a multiple of {model_config.multiple}")
+    torch.manual_seed(config.seed)
+
+    train_split = load_split(config.data, "train", limit=config.limit)
+    val_split = load_split(config.data, "validation", limit=config.limit)
+    norm = {"mean": list(NORMALIZATION["mean"]), "std": list(NORMALIZATION["std"])}
+    dataset = SegmentationDataset(
+        train_split,
+        config.input_size,
+        model_config.multiple,
+        NORMALIZATION,
+        augment=config.augment,
+        seed=config.seed,
+        augmentation=config.augmentation,
+        label_size=config.loss_size,
+    )
+
+    start = _start_from(config, paths)  # --resume's last state or --init's weights; None: from scratch
+    model = UNet(model_config) if start is None else build_model(start[1], str(start[0]), model_config)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=0.5, patience=config.plateau_patience
+    )
+    weights = class_weights_from(train_split.masks, len(CLASSES)).to(device) if config.class_weights else None
+    teacher = (
+        None
+        if config.teacher is None
+        else load_teacher(config.teacher, norm, config.input_size, config.distill, device)
+    )
+    objective = Objective(weights, teacher, config.distill, config.subject_iou)
+    start_epoch, best_miou, best_epoch, history = 0, -math.inf, -1, []
+    if config.resume and start is not None:
+        start_epoch, best_miou, best_epoch, history = _restore(start[1], optimizer, scheduler)
+        paths.log.write_text("".join(json.dumps(record) + "\n" for record in history))
+    else:
+        paths.log.unlink(missing_ok=True)
+        # The state before any epoch, so an interruption in the first epoch can resume too.
+        resume = _resume_state(optimizer, scheduler, 0, best_miou, best_epoch, history)
+        save_checkpoint(paths.last, _checkpoint(model, config, norm, {}, 0, resume))
+
+    use_amp = device.type == "cuda"
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            started = time.perf_counter()
+            dataset.set_epoch(epoch)
+            loader = DataLoader(
+                dataset,
+                batch_size=config.batch_size,
+                shuffle=True,
+                drop_last=len(dataset) > config.batch_size,
+                num_workers=config.workers,
+                generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+                pin_memory=device.type == "cuda",
+            )
+            train_loss = _train_epoch(model, loader, optimizer, objective, device, use_amp, epoch, on_step)
+            segmenter = Segmenter(
+                model,
+                config.input_size,
+                model_config.multiple,
+                tuple(norm["mean"]),
+                tuple(norm["std"]),
+                device,
+            )
+            # Refined, as `blurcli eval` scores (and `blur` uses) masks; the loss stays bilinear.
+            val = evaluate(segmenter, val_split, max(config.batch_size, 32), refine=RefineOptions())
+            scheduler.step(val["loss"])
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val["loss"],
+                "val_pixel_accuracy": val["pixel_accuracy"],
+                "val_mean_iou": val["mean_iou"],
+                "val_subject_iou": val["subject_iou"],
+                "val_iou": val["iou"],
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - started,
+            }
+            history.append(record)
+            improved = val["mean_iou"] > best_miou
+            if improved or config.snapshots:
+                checkpoint = _checkpoint(model, config, norm, val, epoch + 1)
+            if improved:
+                best_miou, best_epoch = val["mean_iou"], epoch + 1
+                save_checkpoint(paths.best, checkpoint, half=config.half)
+            if config.snapshots:
+                save_checkpoint(paths.snapshot(epoch + 1), checkpoint, half=config.half)
+            record["best"] = improved
+            with paths.log.open("a") as log:
+                log.write(json.dumps(record) + "\n")
+            plot_history(history, paths.plot)
+            resume = _resume_state(optimizer, scheduler, epoch + 1, best_miou, best_epoch, history)
+            save_checkpoint(paths.last, _checkpoint(model, config, norm, val, epoch + 1, resume))
+            if on_epoch:
+                on_epoch(record)
+    except KeyboardInterrupt:
+        # `last` already holds the state at the end of the previous epoch: resuming from an epoch
+        # boundary gives exactly the model an uninterrupted run would have given.
+        raise TrainingInterrupted(paths.last, epoch) from None
+
+    best = load_checkpoint(paths.best) if paths.best.exists() else None
+    return TrainResult(
+        paths=paths,
+        best_epoch=best_epoch,
+        best_metrics=best.metrics if best else {},
+        history=history,
+        parameters=count_parameters(model),
+    )
+
+
+def _train_epoch(
+    model: UNet,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    objective: Objective,
+    device: torch.device,
+    use_amp: bool,
+    epoch: int,
+    on_step: StepCallback | None,
+) -> float:
+    """One pass over the training data; returns the mean loss."""
+    model.train()
+    total, batches = 0.0, 0
+    for step, (images, masks) in enumerate(loader):
+        images = images.to(device, non_blocking=True)
+        masks = masks.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(images)
+        loss = objective(logits.float(), images, masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        batches += 1
+        if on_step:
+            on_step(epoch, step + 1, len(loader), total / batches)
+    return total / max(batches, 1)
+
+
+def _checkpoint(
+    model: UNet,
+    config: TrainConfig,
+    norm: dict[str, list[float]],
+    metrics: dict[str, Any],
+    epoch: int,
+    resume: dict[str, Any] | None = None,
+) -> Checkpoint:
+    return Checkpoint(
+        config=model.config,
+        state_dict=model.state_dict(),
+        input_size=config.input_size,
+        classes=CLASSES,
+        normalization=norm,
+        metrics=metrics,
+        info={
+            "eval_split": "validation",
+            "epoch": epoch,
+            "train": config.to_info(),
+            "parameters": count_parameters(model),
+            "torch": str(torch.__version__),
+        },
+        resume=resume,
+    )
+
+
+def _resume_state(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    epochs_done: int,
+    best_miou: float,
+    best_epoch: int,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epochs_done": epochs_done,
+        "best_miou": best_miou,
+        "best_epoch": best_epoch,
+        "history": json.dumps(history),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def _start_from(config: TrainConfig, paths: RunPaths) -> tuple[Path, Checkpoint] | None:
+    """The checkpoint a run starts from: `<out>.last.pt` with --resume (a resumed run already holds
+    its start, so --init is then ignored), else --init's, else None (from scratch)."""
+    if config.resume:
+        if not paths.last.exists():
+            raise UsageError(f"{paths.last}: nothing to resume (no checkpoint from an earlier run)")
+        checkpoint = load_checkpoint(paths.last)
+        if checkpoint.resume is None:
+            raise BlurcliError(f"{paths.last}: not a resumable checkpoint")
+        return paths.last, checkpoint
+    if config.init is not None:
+        return config.init, load_checkpoint(config.init)
+    return None
+
+
+def _restore(
+    checkpoint: Checkpoint,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+) -> tuple[int, float, int, list[dict[str, Any]]]:
+    """Load a `.last.pt`'s optimiser, schedule and random state; returns (start epoch, best mIoU,
+    best epoch, history)."""
+    assert checkpoint.resume is not None
+    state = checkpoint.resume
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    history = json.loads(state["history"])
+    return int(state["epochs_done"]), float(state["best_miou"]), int(state["best_epoch"]), history

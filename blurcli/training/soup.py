@@ -1,0 +1,127 @@
+"""Model soups (Wortsman et al. 2022): average checkpoints of one architecture, greedily, keeping
+each ingredient only if the validation figure does not drop."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import torch
+
+from blurcli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from blurcli.device import resolve_device
+from blurcli.errors import UsageError
+from blurcli.model import UNet, count_parameters
+from blurcli.segment import Segmenter
+from blurcli.training.evaluate import evaluate
+from blurcli.training.lfw import load_split
+
+
+@dataclass
+class SoupResult:
+    """A greedy model soup: which checkpoints went in, and every step's validation figures."""
+
+    out: Path
+    chosen: list[Path]
+    metrics: dict[str, Any]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def average_weights(checkpoints: Sequence[Checkpoint]) -> dict[str, torch.Tensor]:
+    """The uniform average of checkpoints' float tensors (integer counters come from the first)."""
+    first = checkpoints[0].state_dict
+    return {
+        key: torch.stack([c.state_dict[key].float() for c in checkpoints]).mean(0)
+        if value.is_floating_point()
+        else value
+        for key, value in first.items()
+    }
+
+
+SoupMetric = Literal["mean_iou", "subject_iou"]
+SOUP_METRICS: tuple[str, ...] = get_args(SoupMetric)
+
+
+def _soup_figures(metrics: dict[str, Any]) -> dict[str, float]:
+    return {"val_mean_iou": metrics["mean_iou"], "val_subject_iou": metrics["subject_iou"]}
+
+
+def greedy_soup(
+    data: Path,
+    out: Path,
+    ingredients: Sequence[Path],
+    device: str | None = None,
+    limit: int | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    metric: SoupMetric = "mean_iou",
+) -> SoupResult:
+    """Average fine-tuned checkpoints of one architecture ("model soup", Wortsman et al. 2022).
+
+    Ingredients are ranked by the validation `metric` (mean IoU, or subject IoU when that is the
+    figure to improve); each is added to the average only if the average's `metric` does not drop.
+    Only the validation split is read. The soup is written to `out` (float16) with its validation
+    figures, like a trained checkpoint.
+    """
+    if not ingredients:
+        raise UsageError("--soup needs at least one checkpoint")
+    if metric not in SOUP_METRICS:
+        raise UsageError(f"--soup-by {metric}: unknown figure (use {' or '.join(SOUP_METRICS)})")
+    checkpoints = [load_checkpoint(path) for path in ingredients]
+    first = checkpoints[0]
+    for path, checkpoint in zip(ingredients, checkpoints, strict=True):
+        same = (checkpoint.config, checkpoint.input_size, checkpoint.classes) == (
+            first.config,
+            first.input_size,
+            first.classes,
+        )
+        if not same or dict(checkpoint.normalization) != dict(first.normalization):
+            raise UsageError(
+                f"{path}: a different model from {ingredients[0]}; a soup needs one architecture"
+            )
+    val_split = load_split(data, "validation", limit=limit)
+    target = resolve_device(device)
+
+    def score(members: list[int]) -> dict[str, Any]:
+        soup = dataclasses.replace(first, state_dict=average_weights([checkpoints[i] for i in members]))
+        return evaluate(Segmenter.from_checkpoint(soup, str(target)), val_split)
+
+    steps = []
+    alone = []
+    for index, path in enumerate(ingredients):
+        alone.append(score([index]))
+        steps.append({"members": [str(path)], **_soup_figures(alone[-1]), "kept": None})
+        if on_step:
+            on_step(steps[-1])
+    order = sorted(range(len(ingredients)), key=lambda i: -alone[i][metric])
+    chosen, best = [order[0]], alone[order[0]]
+    for index in order[1:]:
+        tried = [*chosen, index]
+        candidate = score(tried)
+        kept = candidate[metric] >= best[metric]
+        if kept:
+            chosen, best = tried, candidate
+        members = [str(ingredients[i]) for i in tried]
+        steps.append({"members": members, **_soup_figures(candidate), "kept": kept})
+        if on_step:
+            on_step(steps[-1])
+    soup = Checkpoint(
+        config=first.config,
+        state_dict=average_weights([checkpoints[i] for i in chosen]),
+        input_size=first.input_size,
+        classes=first.classes,
+        normalization=first.normalization,
+        metrics=best,
+        info={
+            "eval_split": "validation",
+            "soup": [str(ingredients[i]) for i in chosen],
+            "soup_by": metric,
+            "train": dict(first.info.get("train", {})),
+            "parameters": count_parameters(UNet(first.config)),
+            "torch": str(torch.__version__),
+        },
+    )
+    save_checkpoint(out, soup, half=True)
+    return SoupResult(out, [ingredients[i] for i in chosen], best, steps)
