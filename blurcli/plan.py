@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from blurcli.errors import UsageError
+from blurcli.errors import BlurcliError, UsageError
 from blurcli.photo import IMAGE_EXTENSIONS, normalize_extension
 
 # Stems of what `blur` and `predict` write; folders are searched without them, so reruns and
@@ -50,6 +50,16 @@ class Job:
     @property
     def name(self) -> str:
         return STDIN if self.source is None else str(self.source)
+
+
+def chosen_format(fmt: str | None) -> str | None:
+    """--format's value -> an output extension ('.png'); an unknown format is a usage error."""
+    if not fmt:
+        return None
+    try:
+        return normalize_extension(fmt)
+    except BlurcliError as error:
+        raise UsageError(f"--format {fmt}: {error}") from None
 
 
 def find_inputs(
@@ -118,7 +128,7 @@ def plan_jobs(
     `default_format`, else the input's. Writing over an input, or two inputs sharing one output, is
     a usage error.
     """
-    ext = normalize_extension(fmt) if fmt else None
+    ext = chosen_format(fmt)
     default = normalize_extension(default_format) if default_format else None
     if output == Path("-"):  # -o - : standard output, for one photo
         if len(inputs) != 1:
@@ -216,7 +226,7 @@ def stdio_job(output: Path | None, fmt: str | None) -> Job:
     """The job for '-': stdin to stdout, or to `output`; format from `fmt`, the output's or the input's."""
     output = None if output == Path("-") else output
     if fmt:
-        return Job(None, output, normalize_extension(fmt))
+        return Job(None, output, chosen_format(fmt))
     return Job(None, output, normalize_extension(output.suffix) if output and output.suffix else None)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,28 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("blurcli-home")
     monkeypatch.setenv("BLURCLI_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def lock(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """Make a file unreadable: chmod 0, and, where the tests run as root (CI does), whom chmod does
+    not stop, a read of it fails the same way (EACCES), so the error path runs there too."""
+    locked: set[Path] = set()
+    read_bytes = Path.read_bytes
+
+    def guarded(self: Path) -> bytes:
+        if self.resolve() in locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return read_bytes(self)
+
+    if os.geteuid() == 0:
+        monkeypatch.setattr(Path, "read_bytes", guarded)
+
+    def make(path: Path) -> None:
+        path.chmod(0)
+        locked.add(path.resolve())
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +94,9 @@ def test_format_option_sets_the_output_format(tree: Path, tiny_weights: Path, tm
     assert (tmp_path / "o" / "a_blurred.webp").read_bytes()[8:12] == b"WEBP"
 
 
-def test_bad_files_are_named_and_the_good_ones_done(tree: Path, tiny_weights: Path, tmp_path: Path) -> None:
+def test_bad_files_are_named_and_the_good_ones_done(
+    tree: Path, tiny_weights: Path, tmp_path: Path, lock: Callable[[Path], None]
+) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
     write_image(bad / "good1.jpg", _photo(5))
@@ -106,7 +108,7 @@ def test_bad_files_are_named_and_the_good_ones_done(tree: Path, tiny_weights: Pa
     (bad / "text.webp").write_text("this is not an image")
     locked = bad / "locked.png"
     write_image(locked, _photo(7))
-    locked.chmod(0)
+    lock(locked)
     out = tmp_path / "out"
     result = _run("blur", bad, "-o", out, "-w", tiny_weights, "--json")
     assert result.exit_code == 1
@@ -117,10 +119,9 @@ def test_bad_files_are_named_and_the_good_ones_done(tree: Path, tiny_weights: Pa
     assert "cut.jpg: truncated JPEG" in result.stderr
     assert "empty.png: empty file" in result.stderr
     assert "text.webp: not an image" in result.stderr
-    if os.geteuid() != 0:  # root reads any file
-        assert "locked.png: permission denied" in result.stderr
+    assert "locked.png: permission denied" in result.stderr
     failed = {name for name, line in status.items() if line["status"] == "failed"}
-    assert {"cut.jpg", "empty.png", "text.webp"} <= failed
+    assert failed == {"cut.jpg", "empty.png", "text.webp", "locked.png"}
     for name in failed:
         assert status[name]["error"].startswith(str(bad / name))
         assert not list(out.glob(Path(name).stem + "_blurred*"))
@@ -145,13 +146,20 @@ def test_pixel_limit_is_reported_per_file(tree: Path, tiny_weights: Path) -> Non
 
 
 def test_usage_errors_exit_2(tree: Path, tiny_weights: Path, tmp_path: Path) -> None:
-    assert _run("blur", tree / "a.jpg", "-", "-w", tiny_weights).exit_code == 2
-    assert _run("blur", tmp_path / "nothing-here", "-w", tiny_weights).exit_code == 1  # a missing file
+    result = _run("blur", tree / "a.jpg", "-", "-w", tiny_weights)
+    assert result.exit_code == 2 and "'-' (stdin) cannot be mixed" in result.stderr
     (tmp_path / "empty").mkdir()
     result = _run("blur", tmp_path / "empty", "-w", tiny_weights)
     assert result.exit_code == 2 and "no images found" in result.stderr
     result = _run("blur", tree / "a.jpg", "--format", "gif", "-w", tiny_weights)
-    assert result.exit_code != 0 and "cannot write '.gif'" in result.stderr
+    assert result.exit_code == 2 and "--format gif: cannot write '.gif'" in result.stderr
+    result = _run("predict", "-", "--format", "gif", "-w", tiny_weights)
+    assert result.exit_code == 2 and "--format gif" in result.stderr
+
+
+def test_a_missing_input_is_failed_work_not_a_usage_error(tmp_path: Path, tiny_weights: Path) -> None:
+    result = _run("blur", tmp_path / "nothing-here.jpg", "-w", tiny_weights)
+    assert result.exit_code == 1 and "nothing-here.jpg: no such file" in result.stderr
 
 
 @pytest.mark.parametrize(

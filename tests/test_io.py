@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -85,11 +85,10 @@ def test_truncated_png_is_reported() -> None:
         decode_image(data[:-20], "cut.png")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+def test_unreadable_file_is_reported(tmp_path: Path, lock: Callable[[Path], None]) -> None:
     path = tmp_path / "locked.jpg"
     path.write_bytes(EXAMPLE.read_bytes())
-    path.chmod(0)
+    lock(path)
     with pytest.raises(BlurcliError, match="permission denied"):
         read_image(path)
 

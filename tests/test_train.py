@@ -12,6 +12,11 @@ import torch
 from blurcli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.model import UNet, UNetConfig
+from blurcli.refine import RefineOptions
+from blurcli.segment import Segmenter
+from blurcli.training.augment import Augmentation
+from blurcli.training.evaluate import evaluate
+from blurcli.training.lfw import load_split
 from blurcli.training.loop import TrainConfig, TrainingInterrupted, train
 from blurcli.training.losses import (
     Objective,
@@ -25,7 +30,7 @@ from blurcli.training.soup import average_weights, greedy_soup
 def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
     values: dict = dict(
         data=data, out=out, epochs=3, batch_size=4, lr=0.01, input_size=32, width=4, depth=2,
-        stem_stride=1, workers=0, device="cpu", limit=8,
+        stem_stride=1, workers=0, device="cpu", limit=8, loss_size=None,
     )  # fmt: skip
     values.update(overrides)
     return TrainConfig(**values)
@@ -190,6 +195,21 @@ def test_best_checkpoint_is_chosen_by_validation_mean_iou(lfw_dir: Path, tmp_pat
     assert checkpoint.metrics["mean_iou"] == pytest.approx(best["val_mean_iou"])
     assert checkpoint.resume is None  # the shipped kind of file carries no optimiser state
     assert result.paths.plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_checkpoint_records_the_augmentation_and_scores_refined_masks(
+    lfw_dir: Path, tmp_path: Path
+) -> None:
+    """A run is reproducible from its checkpoint: the augmentation ranges are part of the config,
+    and the validation figures it keeps are those `blurcli eval` reports (refined masks)."""
+    augmentation = Augmentation(rotation=5.0, zoom_out=0.0, jpeg=0.0)
+    result = train(_config(lfw_dir, tmp_path / "m.pt", epochs=1, augmentation=augmentation))
+    checkpoint = load_checkpoint(result.paths.best)
+    assert Augmentation(**checkpoint.info["train"]["augmentation"]) == augmentation
+    segmenter = Segmenter.from_checkpoint(checkpoint, "cpu")
+    validation = load_split(lfw_dir, "validation", limit=8)
+    refined = evaluate(segmenter, validation, refine=RefineOptions())
+    assert checkpoint.metrics["mean_iou"] == pytest.approx(refined["mean_iou"], abs=1e-3)
 
 
 def test_input_size_must_fit_the_network(lfw_dir: Path, tmp_path: Path) -> None:
