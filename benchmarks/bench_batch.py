@@ -10,7 +10,7 @@ It prints images/s of both and the ratio b/a (the target is >= 0.6), then the pe
 `blurcli blur` on one 50 MP photo.
 
     python benchmarks/bench_batch.py [--images 40] [--large 3] [--jobs 2] [--skip-50mp] [--heads single]
-        [--scene people|crops]
+        [--scene people|crops] [--width 1920] [--height 1080] [--weights W]
 """
 
 from __future__ import annotations
@@ -22,57 +22,25 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
-QUALITY = 95
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
+
+from benchmarks.common import QUALITY, add_weights, argument_parser, photo_like, timed
 
 
-def photo_like(rng: np.random.Generator, width: int, height: int, scene: str = "people") -> np.ndarray:
-    """A width x height BGR photo made from the example portrait, re-lit, with sensor noise.
-
-    "people": the whole portrait (head and shoulders) at a random size and place in a landscape
-    frame, over a defocused backdrop made from the example's own studio, as people take photos
-    of people. "crops": random crops of the example enlarged to fill the frame; most cut the head
-    off, which is the worst case for `--heads auto` (no portrait, nothing sure in the frame).
-    """
-    source = cv2.imread(str(EXAMPLE))
-    if scene == "crops":
-        scale = max(width / source.shape[1], height / source.shape[0]) * rng.uniform(1.0, 1.4)
-        big = cv2.resize(source, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        top = int(rng.integers(0, big.shape[0] - height + 1))
-        left = int(rng.integers(0, big.shape[1] - width + 1))
-        frame = big[top : top + height, left : left + width].astype(np.float32)
-    else:
-        backdrop = cv2.resize(
-            source[:, : source.shape[1] // 4], (width, height), interpolation=cv2.INTER_LINEAR
-        )
-        frame = cv2.GaussianBlur(backdrop, (0, 0), height / 40).astype(np.float32)
-        side = int(height * rng.uniform(0.8, 1.2))  # the portrait's side; taller ones lose their legs
-        person = cv2.resize(source, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-        top = max(0, height - side)  # standing on the frame's bottom edge; cut at it if taller
-        person = person[: height - top]
-        left = int(rng.integers(0, width - side + 1))
-        ramp = np.clip(np.minimum(np.arange(side), side - 1 - np.arange(side)) / (side * 0.08), 0, 1)
-        weight = ramp[None, :, None].astype(np.float32)  # the portrait's sides fade into the backdrop
-        region = frame[top : top + person.shape[0], left : left + side]
-        region += weight * (person - region)
-    if rng.random() < 0.5:
-        frame = frame[:, ::-1]
-    frame = frame * rng.uniform(0.7, 1.2) + rng.normal(0, 3.0, frame.shape)  # exposure and sensor noise
-    return np.clip(frame, 0, 255).astype(np.uint8)
-
-
-def make_folder(folder: Path, count: int, large: int, scene: str = "people", seed: int = 0) -> None:
+def make_folder(
+    folder: Path, count: int, large: int, size: tuple[int, int], scene: str = "people", seed: int = 0
+) -> None:
+    """`count` photo-like JPEGs in `folder`: the first `large` of them 12 MP, the rest `size` (w, h)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        width, height = (4000, 3000) if index < large else (1920, 1080)
+        width, height = (4000, 3000) if index < large else size
         cv2.imwrite(
             str(folder / f"photo{index:03d}.jpg"),
             photo_like(rng, width, height, scene),
@@ -90,29 +58,29 @@ def floor(folder: Path, out: Path, jobs: int) -> float:
         (out / path.name).write_bytes(data.tobytes())
 
     paths = sorted(folder.glob("*.jpg"))
-    started = time.perf_counter()
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(one, paths))
-    return time.perf_counter() - started
+
+    def run_all() -> None:
+        with ThreadPoolExecutor(jobs) as pool:
+            list(pool.map(one, paths))
+
+    return timed(run_all)[0]
 
 
 def blurcli(*args: str) -> tuple[float, str]:
     """Run the blurcli command; (wall seconds, stderr)."""
-    started = time.perf_counter()
     command = [sys.executable, "-m", "blurcli", *args]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
+    seconds, done = timed(lambda: subprocess.run(command, capture_output=True, text=True, check=False))
     if done.returncode != 0:
         raise SystemExit(f"blurcli failed ({done.returncode}): {done.stderr}")
     return seconds, done.stderr
 
 
-def startup_seconds(folder: Path, out: Path) -> float:
+def startup_seconds(folder: Path, out: Path, model: list[str]) -> float:
     """Process start + imports + model load: blur of one tiny image, minus nothing (an upper bound)."""
     tiny = folder.parent / "tiny"
     tiny.mkdir(exist_ok=True)
     cv2.imwrite(str(tiny / "t.jpg"), np.full((8, 8, 3), 128, np.uint8))
-    seconds, _ = blurcli("blur", str(tiny), "-o", str(out), "-q")
+    seconds, _ = blurcli("blur", str(tiny), "-o", str(out), "-q", *model)
     return seconds
 
 
@@ -124,48 +92,57 @@ _RSS_PROBE = (
 )
 
 
-def peak_rss_50mp(work: Path, heads: str = "auto") -> float:
+def peak_rss_50mp(work: Path, heads: str = "auto", model: tuple[str, ...] = ()) -> float:
     """Peak RSS in MB of `blurcli blur` on one 50 MP photo (8660 x 5773), in a fresh process."""
     path = work / "big" / "photo50.jpg"
     path.parent.mkdir(exist_ok=True)
     cv2.imwrite(str(path), photo_like(np.random.default_rng(7), 8660, 5773), [cv2.IMWRITE_JPEG_QUALITY, 90])
     command = [sys.executable, "-c", _RSS_PROBE, sys.executable, "-m", "blurcli", "blur", str(path)]
-    started = time.perf_counter()
-    done = subprocess.run(
-        [*command, "-o", str(work / "big-out"), "-q", "--heads", heads], capture_output=True, text=True
-    )
+    command += ["-o", str(work / "big-out"), "-q", "--heads", heads, *model]
+    seconds, done = timed(lambda: subprocess.run(command, capture_output=True, text=True))
     if done.returncode != 0:
         raise SystemExit(f"blurcli failed on the 50 MP photo: {done.stderr}")
-    print(f"50 MP photo: {time.perf_counter() - started:.1f} s wall")
+    print(f"50 MP photo: {seconds:.1f} s wall")
     return int(done.stdout.split()[-1]) / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def parse_args() -> argparse.Namespace:
+    """The command line."""
+    parser = argument_parser(__doc__)
     parser.add_argument("--images", type=int, default=40, help="photos in the folder")
     parser.add_argument("--large", type=int, default=3, help="how many of them are 12 MP")
+    parser.add_argument("--width", type=int, default=1920, help="width of the others")
+    parser.add_argument("--height", type=int, default=1080, help="height of the others")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-50mp", action="store_true")
     parser.add_argument("--heads", default="auto", help="blurcli's --heads (auto or single)")
     parser.add_argument(
-        "--scene", default="people", choices=["people", "crops"], help="what the photos show (see photo_like)"
+        "--scene",
+        default="people",
+        choices=["people", "crops"],
+        help="what the photos show (see common.photo_like)",
     )
-    args = parser.parse_args()
+    add_weights(parser)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    model = ["--weights", args.weights] if args.weights else []  # passed on to blurcli blur
     work = Path(tempfile.mkdtemp(prefix="blurcli-bench-"))
     try:
         folder = work / "in"
-        make_folder(folder, args.images, args.large, args.scene)
-        rss = None if args.skip_50mp else peak_rss_50mp(work, args.heads)
+        make_folder(folder, args.images, args.large, (args.width, args.height), args.scene)
+        rss = None if args.skip_50mp else peak_rss_50mp(work, args.heads, tuple(model))
         count = args.images
-        print(f"{count} JPEGs ({args.large} of 12 MP, the rest 1920x1080), quality {QUALITY}, ", end="")
+        sizes = f"{args.large} of 12 MP, the rest {args.width}x{args.height}"
+        print(f"{count} JPEGs ({sizes}), quality {QUALITY}, ", end="")
         print(f"{args.jobs} threads, --heads {args.heads}, scene {args.scene}")
         floor(folder, work / "warm", args.jobs)  # warm the page cache and OpenCV
         floor_s = floor(folder, work / "floor", args.jobs)
-        startup = startup_seconds(folder, work / "tiny-out")
+        startup = startup_seconds(folder, work / "tiny-out", model)
         command = ["blur", str(folder), "-o", str(work / "out"), "-j", str(args.jobs), "--heads", args.heads]
-        total, stderr = blurcli(*command)
+        total, stderr = blurcli(*command, *model)
         reported = re.search(r"in ([\d.]+) s", stderr)
         batch_s = float(reported.group(1)) if reported else total
         floor_rate, total_rate, batch_rate = count / floor_s, count / total, count / batch_s

@@ -7,24 +7,33 @@ on the whole frame, pooled over images, beside the same images scored as plain L
 brackets the share of the true subject that is kept (recall): a missed head is what users see,
 while a false positive on an already defocused backdrop barely changes the blurred photo.
 
-    python benchmarks/bench_framing.py [--weights W] [--images 200]
+    python benchmarks/bench_framing.py [--weights W] [--images 200] [--data ../shared/data/lfw-parts]
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
+
+from benchmarks.common import (
+    add_data,
+    add_weights,
+    argument_parser,
+    defocused,
+    example_rgb,
+    resized_pair,
+    table_header,
+    table_row,
+)
 from blurcli.segment import Segmenter
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import SplitData, load_split
 from blurcli.training.metrics import merge_classes
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL_LFW = ROOT.parent / "shared" / "data" / "lfw-parts"
 FRAME = 500
 FRACTIONS = (1.0, 0.5, 1 / 3)
 
@@ -34,8 +43,7 @@ def backdrop(rng: np.random.Generator, photo: np.ndarray) -> np.ndarray:
     side = int(rng.integers(150, 250))
     top = int(rng.integers(0, 512 - side))
     left = int(rng.integers(300, 512 - side + 1)) if side < 212 else 300
-    crop = photo[top : top + side, left : left + side]
-    return cv2.GaussianBlur(cv2.resize(crop, (FRAME, FRAME)), (0, 0), float(rng.uniform(0.5, 3)))
+    return defocused(photo[top : top + side, left : left + side], FRAME, FRAME, float(rng.uniform(0.5, 3)))
 
 
 def compose(split: SplitData, fraction: float, photo: np.ndarray, seed: int = 0) -> SplitData:
@@ -47,12 +55,8 @@ def compose(split: SplitData, fraction: float, photo: np.ndarray, seed: int = 0)
         frame = backdrop(rng, photo)
         labels = np.zeros((FRAME, FRAME), np.uint8)
         top, left = (int(v) for v in rng.integers(0, FRAME - side + 1, 2))
-        frame[top : top + side, left : left + side] = cv2.resize(
-            image, (side, side), interpolation=cv2.INTER_AREA
-        )
-        labels[top : top + side, left : left + side] = cv2.resize(
-            mask, (side, side), interpolation=cv2.INTER_NEAREST
-        )
+        where = np.s_[top : top + side, left : left + side]
+        frame[where], labels[where] = resized_pair(image, mask, side)
         images.append(frame)
         masks.append(labels)
     return SplitData(split.names, np.stack(images), np.stack(masks))
@@ -66,24 +70,22 @@ def score(segmenter: Segmenter, split: SplitData) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--weights", action="append", help="checkpoint(s) to compare (default: shipped)")
+    parser = argument_parser(__doc__)
+    add_weights(parser, many=True)
     parser.add_argument("--images", type=int, default=200)
+    add_data(parser)
     args = parser.parse_args()
-    if not REAL_LFW.is_dir():
-        raise SystemExit(f"{REAL_LFW}: LFW Part Labels not found")
-    test = load_split(REAL_LFW, "test", limit=args.images)
-    photo = cv2.cvtColor(cv2.imread(str(ROOT / "examples" / "astronaut.jpg")), cv2.COLOR_BGR2RGB)
+    if not args.data.is_dir():
+        raise SystemExit(f"{args.data}: LFW Part Labels not found")
+    test = load_split(args.data, "test", limit=args.images)
+    photo = example_rgb()
     composites = {fraction: compose(test, fraction, photo) for fraction in FRACTIONS}
     print(f"{len(test.names)} LFW test images; subject IoU pooled per setting")
-    print("| weights | plain LFW crop | " + " | ".join(f"crop = {f:.2f} of frame" for f in FRACTIONS) + " |")
-    print("| --- " * (len(FRACTIONS) + 2) + "|")
+    print(table_header("weights", "plain LFW crop", *(f"crop = {f:.2f} of frame" for f in FRACTIONS)))
     for weights in args.weights or [None]:
         segmenter = Segmenter.load(weights, "cpu")
         cells = [score(segmenter, split) for split in (test, *composites.values())]
-        print(f"| {weights or 'shipped'} | " + " | ".join(cells) + " |")
+        print(table_row(weights or "shipped", *cells))
 
 
 if __name__ == "__main__":

@@ -8,23 +8,30 @@ nearest) to stand in for the high-resolution photos users blur: the model sees t
 input, so only the upsampling differs.
 
     python benchmarks/bench_refine.py [--data ../shared/data/lfw-parts] [--split test] [--scales 1 4]
+        [--weights W] [--limit N]
 """
 
 from __future__ import annotations
 
-import argparse
-import time
+import sys
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
+
+from benchmarks.common import add_data, add_weights, argument_parser, full_size_mask, timed
+from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
 from blurcli.training.lfw import load_split
 from blurcli.training.metrics import binary_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def decision(low: np.ndarray, image: np.ndarray, refine: RefineOptions | None) -> np.ndarray:
+    """The subject mask at the photo's size, decided (> 0.5): the step that is timed."""
+    return full_size_mask(low, image, refine) > 0.5
 
 
 def score(
@@ -41,19 +48,18 @@ def score(
         if scale != 1:
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
             truth = cv2.resize(truth, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        started = time.perf_counter()
-        mask = enlarge_mask(low, grey_guide(image), refine) > 0.5
-        seconds += time.perf_counter() - started
+        spent, mask = timed(partial(decision, low, image, refine))
+        seconds += spent
         scores.update(mask.astype(np.uint8), (truth > 0).astype(np.uint8))
     figures = scores.compute()
     return figures["subject_iou"], figures["subject_boundary_f"], 1000 * seconds / len(images)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "lfw-parts")
+    parser = argument_parser(__doc__)
+    add_data(parser)
     parser.add_argument("--split", default="test")
-    parser.add_argument("--weights", default=None, help="Checkpoint (default: the shipped model).")
+    add_weights(parser)
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--limit", type=int, default=None, help="Only the first N images.")
     args = parser.parse_args()

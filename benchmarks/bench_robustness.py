@@ -12,7 +12,7 @@ hair the mask must stay near 1 (kept sharp), in the background corners near 0 (b
 
 from __future__ import annotations
 
-import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +20,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
+
+from benchmarks.common import (
+    add_weights,
+    argument_parser,
+    defocused,
+    example_rgb,
+    full_size_mask,
+    table_header,
+    table_row,
+)
 from blurcli.render import segment_photo
 from blurcli.second_look import HeadMode, head_options
 from blurcli.segment import Segmenter
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "astronaut.jpg"
 # Boxes (top, bottom, left, right) in the 512x512 example.
 FACE = (95, 170, 190, 260)
 HAIR = (30, 60, 190, 270)
@@ -88,8 +96,7 @@ VARIANTS = (
 
 def backdrop(photo: np.ndarray, side: int) -> np.ndarray:
     """A smooth studio-like backdrop for the frame around a shrunk photo: its wall, enlarged and blurred."""
-    wall = cv2.resize(photo[0:120, 300:420], (side, side), interpolation=cv2.INTER_LINEAR)
-    return cv2.GaussianBlur(wall, (0, 0), side / 100)
+    return defocused(photo[0:120, 300:420], side, side, side / 100)
 
 
 def render(photo: np.ndarray, variant: Variant) -> np.ndarray:
@@ -115,35 +122,33 @@ def back_to_photo(alpha: np.ndarray, variant: Variant) -> np.ndarray:
 
 
 def box_mean(alpha: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """The mean of `alpha` in `box` (top, bottom, left, right)."""
     top, bottom, left, right = box
     return float(alpha[top:bottom, left:right].mean())
 
 
 def subject_alpha(segmenter: Segmenter, image: np.ndarray, heads: HeadMode) -> np.ndarray:
     """The full-resolution subject mask `blurcli blur --heads HEADS` uses for `image`."""
-    low = segment_photo(segmenter, image, True, head_options(heads)).values
-    return enlarge_mask(low, grey_guide(image), RefineOptions())
+    return full_size_mask(segment_photo(segmenter, image, True, head_options(heads)).values, image)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--weights", action="append", help="checkpoint(s) to compare (default: shipped)")
+    parser = argument_parser(__doc__)
+    add_weights(parser, many=True)
     parser.add_argument("--sheet", type=Path, help="write the masks (in the photo's frame) as one PNG")
     parser.add_argument("--heads", default="auto", help="auto (as blur does by default) or single")
     args = parser.parse_args()
-    photo = cv2.cvtColor(cv2.imread(str(EXAMPLE)), cv2.COLOR_BGR2RGB)
+    photo = example_rgb()
     print("mean subject mask in each box (face and hair should be ~1, corners ~0)")
     for weights in args.weights or [None]:
         segmenter = Segmenter.load(weights, "cpu")
         print(f"\nweights: {weights or 'shipped'}")
-        print("| variant | face | hair | corners |\n| --- | --- | --- | --- |")
+        print(table_header("variant", "face", "hair", "corners"))
         tiles = []
         for variant in VARIANTS:
             alpha = back_to_photo(subject_alpha(segmenter, render(photo, variant), args.heads), variant)
             scores = (box_mean(alpha, FACE), box_mean(alpha, HAIR), max(box_mean(alpha, b) for b in CORNERS))
-            print(f"| {variant.name} | " + " | ".join(f"{s:.3f}" for s in scores) + " |")
+            print(table_row(variant.name, *(f"{s:.3f}" for s in scores)))
             tiles.append(cv2.resize((alpha * 255).astype(np.uint8), (192, 192)))
         if args.sheet:
             rows = [np.hstack(tiles[i : i + 7]) for i in range(0, len(tiles), 7)]

@@ -7,13 +7,13 @@ is timed on the same images in the same run and the ratio is printed.
     python benchmarks/bench_segment.py                      # the shipped default model
     python benchmarks/bench_segment.py --weights runs/m.pt  # any checkpoint
     python benchmarks/bench_segment.py --arch 8,4,2,160     # an untrained architecture (speed only)
+    python benchmarks/bench_segment.py --runs 200 --images 50 --data ../shared/data/lfw-parts --ablation
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
+import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -22,23 +22,23 @@ import cv2
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
+
+from benchmarks.common import add_data, add_weights, argument_parser, example_rgb, timed
 from blurcli.checkpoint import Checkpoint, load_checkpoint
 from blurcli.model import UNet, UNetConfig, count_parameters
 from blurcli.resample import upsample
 from blurcli.segment import Segmenter
 from blurcli.weights import resolve_weights
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL_LFW = ROOT.parent / "shared" / "data" / "lfw-parts"
 
-
-def sample_images(count: int) -> list[np.ndarray]:
-    """250x250 RGB photos: LFW test images when the data is here, else crops of the example photo."""
-    if REAL_LFW.is_dir():
+def sample_images(count: int, data: Path) -> list[np.ndarray]:
+    """250x250 RGB photos: LFW test images when the data is there, else crops of the example photo."""
+    if data.is_dir():
         from blurcli.training.lfw import load_split
 
-        return list(load_split(REAL_LFW, "test", limit=count).images)
-    photo = cv2.cvtColor(cv2.imread(str(ROOT / "examples" / "astronaut.jpg")), cv2.COLOR_BGR2RGB)
+        return list(load_split(data, "test", limit=count).images)
+    photo = example_rgb()
     rng = np.random.default_rng(0)
     crops = []
     for _ in range(count):
@@ -48,17 +48,14 @@ def sample_images(count: int) -> list[np.ndarray]:
     return crops
 
 
-def median_ms(function: Callable[[np.ndarray], object], images: list[np.ndarray], runs: int) -> float:
+def median_ms_per_image(
+    function: Callable[[np.ndarray], object], images: list[np.ndarray], runs: int
+) -> float:
     """Median wall time in ms of `function(image)` over `runs` calls cycling through the images."""
     for image in images[:10]:  # warm-up
         function(image)
-    times = []
-    for index in range(runs):
-        image = images[index % len(images)]
-        started = time.perf_counter()
-        function(image)
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    calls = (partial(function, images[index % len(images)]) for index in range(runs))
+    return statistics.median(timed(call)[0] * 1000 for call in calls)
 
 
 def mediapipe_segmenter() -> Callable[[np.ndarray], np.ndarray] | None:
@@ -101,13 +98,12 @@ def build_checkpoint(weights: str | None, arch: str | None) -> tuple[Checkpoint,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--weights", help="checkpoint path or URL (default: the shipped model)")
+    parser = argument_parser(__doc__)
+    add_weights(parser)
     parser.add_argument("--arch", help="width,depth,stem_stride,input_size of an untrained model")
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--images", type=int, default=50)
+    add_data(parser)
     parser.add_argument(
         "--ablation",
         action="store_true",
@@ -115,7 +111,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    images = sample_images(args.images)
+    images = sample_images(args.images, args.data)
     checkpoint, label = build_checkpoint(args.weights, args.arch)
     segmenter = Segmenter.from_checkpoint(checkpoint, "cpu")
     variants = {
@@ -136,11 +132,11 @@ def main() -> None:
     all_threads = torch.get_num_threads()
     for threads in sorted({1, all_threads}):
         torch.set_num_threads(threads)
-        ours = {name: median_ms(function, images, args.runs) for name, function in variants.items()}
+        ours = {name: median_ms_per_image(function, images, args.runs) for name, function in variants.items()}
         for name, ms in ours.items():
             print(f"threads {threads}: {name} {ms:.2f} ms/img (preprocess, forward, upsample to 250x250)")
         if mediapipe is not None:
-            theirs = median_ms(mediapipe, images, args.runs)
+            theirs = median_ms_per_image(mediapipe, images, args.runs)
             ratio = ours["blurcli"] / theirs
             print(
                 f"threads {threads}: mediapipe selfie {theirs:.2f} ms/img, "

@@ -6,20 +6,23 @@ each worker thread of a batch runs them. Decode and encode are the floor any pho
 rest is what blurcli adds, to be read against the 0.6-of-the-floor target of bench_batch.py.
 
     python benchmarks/bench_stages.py [--width 1920] [--height 1080] [--repeat 15] [--seed 3]
+        [--batch 8] [--weights W]
 """
 
 from __future__ import annotations
 
-import argparse
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import cv2
 import numpy as np
 import torch
-from bench_batch import QUALITY, photo_like
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
+
+from benchmarks.common import QUALITY, add_weights, argument_parser, photo_like, timed
 from blurcli.compose import BlurOptions, composite, hidden_factor
 from blurcli.photo import decode_photo, encode_photo, to_8bit
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
@@ -34,25 +37,25 @@ def best_ms(run: Callable[[], T], repeat: int) -> tuple[float, T]:
     result = run()
     times = []
     for _ in range(repeat):
-        started = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - started)
+        seconds, result = timed(run)
+        times.append(seconds)
     return min(times) * 1000, result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8, help="model batch (time per photo is reported)")
+    add_weights(parser)
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     bgr = photo_like(np.random.default_rng(args.seed), args.width, args.height)
     data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1].tobytes()
-    segmenter = Segmenter.load(None, "cpu")
+    segmenter = Segmenter.load(args.weights, "cpu")
     rows: list[tuple[str, float, bool]] = []  # (stage, ms, part of the floor)
 
     def stage(name: str, run: Callable[[], T], floor: bool = False, per: int = 1) -> T:

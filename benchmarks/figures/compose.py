@@ -6,23 +6,24 @@ mask's coarse edge cuts through hair. Ours: the same model output refined agains
 (guided filter), the background blurred without the subject (normalised convolution), feathered
 blend. Both at the same strength; each panel has a 2x close-up of the hair's edge below it.
 
-    python benchmarks/figure_compose.py [--strength 0.03] [--out docs/naive_vs_ours.jpg]
+    python benchmarks/figures/compose.py [--strength 0.03] [--out docs/naive_vs_ours.jpg] [--weights W]
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for benchmarks.common
+
+from benchmarks.common import DOCS, EXAMPLE, add_weights, argument_parser, caption, full_size_mask, white
 from blurcli.compose import BlurOptions, composite, diagonal_sigma
 from blurcli.photo import read_image, write_image
-from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.segment import Segmenter
 
-ROOT = Path(__file__).resolve().parents[1]
 CLOSE_UP = (0, 128, 150, 406)  # top, bottom, left, right: the top of her hair against the wall
 
 
@@ -38,27 +39,25 @@ def panel(image: np.ndarray, title: str) -> np.ndarray:
     top, bottom, left, right = CLOSE_UP
     close = cv2.resize(image[top:bottom, left:right], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     close = cv2.resize(close, (image.shape[1], round(close.shape[0] * image.shape[1] / close.shape[1])))
-    out = np.vstack([image, np.full((6, image.shape[1], 3), 255, np.uint8), close])
-    cv2.rectangle(out, (0, 0), (image.shape[1], 34), (255, 255, 255), -1)
-    cv2.putText(out, title, (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
+    out = np.vstack([image, white(6, image.shape[1]), close])
+    caption(out, title, (image.shape[1], 34), 25)
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", type=Path, default=ROOT / "examples" / "astronaut.jpg")
+    parser = argument_parser(__doc__)
+    parser.add_argument("--image", type=Path, default=EXAMPLE)
     parser.add_argument("--strength", type=float, default=0.03)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "naive_vs_ours.jpg")
+    parser.add_argument("--out", type=Path, default=DOCS / "naive_vs_ours.jpg")
+    add_weights(parser)
     args = parser.parse_args()
     photo = read_image(args.image)
-    low = Segmenter.load(None, "cpu").probabilities([photo], subject_only=True)[0]
-    guide = grey_guide(photo)
+    low = Segmenter.load(args.weights, "cpu").probabilities([photo], subject_only=True)[0]
     sigma = diagonal_sigma(photo.shape, args.strength)
-    left = naive(photo, enlarge_mask(low, guide, None), sigma)
-    right = composite(photo, enlarge_mask(low, guide, RefineOptions()), BlurOptions(strength=args.strength))
+    left = naive(photo, full_size_mask(low, photo, None), sigma)
+    right = composite(photo, full_size_mask(low, photo), BlurOptions(strength=args.strength))
     first, second = panel(left, "naive blend"), panel(right, "blurcli")
-    gap = np.full((first.shape[0], 8, 3), 255, np.uint8)
-    write_image(args.out, np.hstack([first, gap, second]), quality=90)
+    write_image(args.out, np.hstack([first, white(first.shape[0], 8), second]), quality=90)
     print(f"wrote {args.out} (strength {args.strength}, sigma {sigma:.1f} px)")
 
 

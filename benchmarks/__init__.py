@@ -1,0 +1,1 @@
+"""Benchmark scripts (bench_*.py) and the README's figure scripts (figures/); see docs/benchmarks.md."""

@@ -1,0 +1,161 @@
+"""Smoke tests: every benchmark and figure script runs, as a user runs it, on a tiny input.
+
+Each script runs in a fresh process from the repository root with a tiny untrained model, a tiny
+synthetic LFW Part Labels release and small images, writing only under tmp_path; the test checks
+that it prints its figures (or writes its picture), so the README's figures stay reproducible.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests.lfw_fake import make_lfw_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = r"-?\d+(?:\.\d+)?"
+
+
+@pytest.fixture(scope="module")
+def tiny_lfw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five test faces: enough for bench_heads' timing, which pastes up to five into one photo."""
+    return make_lfw_dataset(tmp_path_factory.mktemp("lfw"), counts={"train": 1, "validation": 1, "test": 5})
+
+
+def run_script(script: str, *args: object, tmp_path: Path, timeout: float = 120) -> str:
+    """Run `python benchmarks/<script> ARGS` from the repository root; its stdout (asserts exit 0)."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # a script's own scratch folders go under tmp_path too
+    done = subprocess.run(
+        [sys.executable, str(Path("benchmarks") / script), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def table_rows(output: str, first: str) -> list[list[str]]:
+    """The cells of each markdown table row whose first cell is `first`."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in output.splitlines()]
+    return [row for row in rows if row[0] == first]
+
+
+def test_bench_batch(tiny_weights: Path, tmp_path: Path) -> None:
+    output = run_script(
+        "bench_batch.py",
+        *("--images", 2, "--large", 0, "--width", 192, "--height", 108, "--jobs", 1, "--skip-50mp"),
+        *("--weights", tiny_weights),
+        tmp_path=tmp_path,
+    )
+    assert "2 JPEGs (0 of 12 MP, the rest 192x108), quality 95, 1 threads, --heads auto" in output
+    assert re.search(rf"\(a\) decode \+ encode floor: +{NUMBER} images/s", output)
+    assert re.search(rf"ratio b/a: {NUMBER} \(whole command\), {NUMBER} \(batch only\)", output)
+    assert "peak RSS" not in output
+
+
+def test_bench_compose(tmp_path: Path) -> None:
+    output = run_script(
+        "bench_compose.py",
+        *("--width", 400, "--height", 300, "--repeat", 1, "--strengths", 0.012),
+        tmp_path=tmp_path,
+    )
+    assert "0.12 MP photo (400x300)" in output
+    rows = [line.split() for line in output.splitlines() if line.strip().startswith("0.012")]
+    assert [row[3] for row in rows] == ["gaussian", "disc"]
+    assert all(float(row[-1]) > 40 for row in rows)  # background PSNR against the full-resolution blur
+
+
+def test_bench_framing(tiny_weights: Path, tiny_lfw: Path, tmp_path: Path) -> None:
+    output = run_script(
+        "bench_framing.py",
+        *("--images", 5, "--weights", tiny_weights, "--data", tiny_lfw),
+        tmp_path=tmp_path,
+    )
+    assert "5 LFW test images" in output
+    [row] = table_rows(output, str(tiny_weights))
+    assert len(row) == 5
+    assert all(re.fullmatch(rf"{NUMBER} \({NUMBER}\)", cell) for cell in row[1:])  # IoU (recall)
+
+
+def test_bench_heads(tiny_weights: Path, tiny_lfw: Path, tmp_path: Path) -> None:
+    output = run_script(
+        "bench_heads.py",
+        *("--frames", 1, "--weights", tiny_weights, "--data", tiny_lfw),
+        tmp_path=tmp_path,
+    )
+    for scale in ("1/3", "1/6", "1/12"):
+        [row] = table_rows(output, scale)
+        assert all(re.fullmatch(rf"{NUMBER} / {NUMBER}", cell) for cell in row[2:])  # IoU / boundary F
+    assert [row[0] for row in table_rows(output, "5")] == ["5"]  # the timing table's 5-head row
+    assert re.search(rf"extra per head beyond the first \(5 vs 1\): {NUMBER} ms", output)
+
+
+def test_bench_refine(tiny_weights: Path, tiny_lfw: Path, tmp_path: Path) -> None:
+    output = run_script(
+        "bench_refine.py",
+        *("--limit", 5, "--scales", 1, 2, "--weights", tiny_weights, "--data", tiny_lfw),
+        tmp_path=tmp_path,
+    )
+    assert "LFW test: 5 images" in output
+    for scale in ("1x", "2x"):
+        for upsampling in ("bilinear", "guided"):
+            assert re.search(rf"{scale} +{upsampling} +{NUMBER} +{NUMBER} +{NUMBER}", output)
+
+
+def test_bench_robustness(tiny_weights: Path, tmp_path: Path) -> None:
+    sheet = tmp_path / "masks.png"
+    output = run_script("bench_robustness.py", "--weights", tiny_weights, "--sheet", sheet, tmp_path=tmp_path)
+    rows = table_rows(output, "original") + table_rows(output, "grey")
+    assert len(rows) == 2
+    assert all(re.fullmatch(NUMBER, cell) for row in rows for cell in row[1:])  # face, hair, corners
+    assert cv2.imread(str(sheet)).shape == (2 * 192, 7 * 192, 3)  # 14 variants, 7 to a row
+
+
+def test_bench_segment(tiny_weights: Path, tiny_lfw: Path, tmp_path: Path) -> None:
+    output = run_script(
+        "bench_segment.py",
+        *("--weights", tiny_weights, "--runs", 5, "--images", 3, "--data", tiny_lfw, "--ablation"),
+        tmp_path=tmp_path,
+    )
+    assert "tiny.pt" in output and "3 images of 250x250, 5 runs" in output
+    assert re.search(rf"threads 1: blurcli {NUMBER} ms/img", output)
+    assert re.search(rf"without channels-last, BN not folded {NUMBER} ms/img", output)
+    if importlib.util.find_spec("mediapipe") is None:
+        assert "(mediapipe==0.10.14 not installed: no comparison)" in output
+    else:
+        assert re.search(rf"ratio blurcli/mediapipe {NUMBER}", output)
+
+
+def test_bench_stages(tiny_weights: Path, tmp_path: Path) -> None:
+    output = run_script(
+        "bench_stages.py",
+        *("--width", 192, "--height", 108, "--repeat", 1, "--batch", 2, "--weights", tiny_weights),
+        tmp_path=tmp_path,
+    )
+    assert re.search(r"\| model pass \(batch of 2, per photo\) \| [\d.]+ \| blurcli \|", output)
+    assert re.search(rf"at best a ratio of {NUMBER}", output)
+
+
+def test_figure_compose(tiny_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "naive_vs_ours.jpg"
+    output = run_script("figures/compose.py", "--weights", tiny_weights, "--out", out, tmp_path=tmp_path)
+    assert f"wrote {out}" in output
+    assert cv2.imread(str(out)).shape[1] == 2 * 512 + 8  # two panels of the example and the gap
+
+
+def test_figure_heads(tiny_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "group_heads.jpg"
+    output = run_script("figures/heads.py", "--weights", tiny_weights, "--out", out, tmp_path=tmp_path)
+    assert f"wrote {out}" in output
+    assert cv2.imread(str(out)).shape[:2] == (round(0.6 * (3 * 700 + 2 * 8)), round(0.6 * 1500))
