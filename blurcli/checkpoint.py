@@ -35,6 +35,9 @@ class Checkpoint:
     state_dict: Mapping[str, torch.Tensor]
     input_size: int
     classes: tuple[str, ...] = CLASSES
+    # What the network's outputs mean: "head" is the softmax over `classes` (LFW's background, skin,
+    # hair: the head is every class but background); "person" is one more channel, a person logit.
+    subjects: tuple[str, ...] = ("head",)
     normalization: Mapping[str, Any] = field(
         default_factory=lambda: {k: list(v) for k, v in NORMALIZATION.items()}
     )
@@ -56,6 +59,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint, half: bool = False) -> N
         "state_dict": tensors,
         "input_size": int(checkpoint.input_size),
         "classes": list(checkpoint.classes),
+        "subjects": list(checkpoint.subjects),
         "normalization": {k: [float(x) for x in v] for k, v in checkpoint.normalization.items()},
         "metrics": dict(checkpoint.metrics),
         "info": dict(checkpoint.info),
@@ -88,6 +92,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             },
             input_size=int(payload["input_size"]),
             classes=tuple(payload["classes"]),
+            subjects=tuple(payload.get("subjects") or ("head",)),  # older checkpoints: heads only
             normalization=payload["normalization"],
             metrics=payload.get("metrics") or {},
             info=payload.get("info") or {},

@@ -86,6 +86,15 @@ WeightsOption = Annotated[
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 DEFAULT_JOBS = min(8, os.cpu_count() or 1)
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+SubjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--subject",
+        help="What stays sharp: person (the whole person) or head (LFW's skin and hair). "
+        "Default: person when the model has it, else head.",
+        show_default=False,
+    ),
+]
 
 
 def _console(quiet: bool = False) -> Console:
@@ -93,14 +102,16 @@ def _console(quiet: bool = False) -> Console:
     return Console(stderr=True, quiet=quiet)
 
 
-def _load_segmenter(weights: str | None, device: str, console: Console) -> Segmenter:
+def _load_segmenter(
+    weights: str | None, device: str, console: Console, subject: str | None = None
+) -> Segmenter:
     with _progress(console, TextColumn("downloading weights"), BarColumn(), DownloadColumn()) as progress:
         task = progress.add_task("download", total=None)
 
         def on_progress(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)
 
-        return new_segmenter(weights, device, on_progress)
+        return new_segmenter(weights, device, on_progress, subject)
 
 
 def _file_progress(console: Console, *extra: Any) -> Progress:
@@ -248,6 +259,7 @@ def blur(
         typer.Option("--save-mask", help="Also write the mask used, <stem>_mask.png beside each output."),
     ] = False,
     heads: HeadsOption = "auto",
+    subject: SubjectOption = None,
     keep_empty: Annotated[
         bool,
         typer.Option(
@@ -272,7 +284,8 @@ def blur(
     """Blur the background of photos, keeping the person sharp."""
     planned = plan_files(images, output, BLUR_NAMING, recursive, fmt, mask, save_mask)
     _check_json(planned, as_json)
-    segmenter = _load_segmenter(weights, device, _console(quiet)) if needs_model(planned) else None
+    console = _console(quiet)
+    segmenter = _load_segmenter(weights, device, console, subject) if needs_model(planned) else None
     task = BlurTask(
         BlurOptions(strength=strength, feather=feather, kernel=kernel),
         RefineOptions() if refine else None,
@@ -313,6 +326,7 @@ def predict(
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     refine: RefineFlag = True,
     heads: HeadsOption = "auto",
+    subject: SubjectOption = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -323,7 +337,7 @@ def predict(
     mode: PredictMode = "classes" if classes else "overlay" if show else "alpha"
     planned = plan_files(images, output, PREDICT_NAMING, recursive, fmt)
     _check_json(planned, as_json)
-    segmenter = _load_segmenter(weights, device, _console(quiet))
+    segmenter = _load_segmenter(weights, device, _console(quiet), subject)
     task = PredictTask(mode, RefineOptions() if refine else None)
     options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite)
     _run_jobs(planned, task, segmenter, options, heads, "segmenting", as_json, quiet)
@@ -331,8 +345,19 @@ def predict(
 
 @app.command("eval")
 def evaluate_command(
-    data: Annotated[Path, typer.Option("--data", help="LFW Part Labels folder (archives or unpacked).")],
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="LFW Part Labels or Clothing Co-Parsing folder (archives or unpacked)."),
+    ],
     split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            "--subject",
+            help="head on LFW Part Labels, person on Clothing Co-Parsing (the default: the dataset's).",
+            show_default=False,
+        ),
+    ] = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
@@ -341,16 +366,17 @@ def evaluate_command(
     refine: RefineFlag = True,
     quiet: QuietOption = False,
 ) -> None:
-    """Score a model on an LFW Part Labels split (pooled confusion matrix, at 250x250).
+    """Score a model on a labelled split: LFW Part Labels (the head's classes, at 250x250) or
+    Clothing Co-Parsing (the person, at the photos' size); one pooled confusion matrix.
 
     Masks follow the photo's edges as in `blur` and `predict`; --no-refine scores the model's
     output resized bilinearly.
     """
-    from blurcli.training import evaluate, load_split
+    from blurcli.training import evaluate, load_labelled
 
     console = _console(quiet)
-    segmenter = _load_segmenter(weights, device, console)
-    data_split = load_split(data, split, limit=limit)
+    data_split, subject = load_labelled(data, split, subject, limit)
+    segmenter = _load_segmenter(weights, device, console, subject)
     with _file_progress(console) as progress:
         task = progress.add_task(f"scoring {split}", total=len(data_split.names))
         result = evaluate(
@@ -361,6 +387,7 @@ def evaluate_command(
             RefineOptions() if refine else None,
         )
     result["split"] = split
+    result["subject"] = subject
     result["refined"] = refine
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
@@ -453,6 +480,17 @@ def train(
             help="Also keep every epoch's weights as <out>.eNNN.pt (ingredients for --soup).",
         ),
     ] = False,
+    person_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--person-data",
+            help="Clothing Co-Parsing folder (or its archive's folder): also learn a person output "
+            "from it, beside LFW's head classes.",
+        ),
+    ] = None,
+    person_weight: Annotated[
+        float, typer.Option("--person-weight", min=0.0, help="Weight of the person output's loss.")
+    ] = 1.0,
     soup: Annotated[
         list[Path] | None,
         typer.Option(
@@ -506,6 +544,8 @@ def train(
         subject_iou=subject_iou,
         snapshots=snapshots,
         plateau_patience=patience,
+        person_data=person_data,
+        person_weight=person_weight,
     )
     with _progress(
         console,
@@ -522,10 +562,11 @@ def train(
 
         def on_epoch(record: dict[str, Any]) -> None:
             mark = " [green]best[/]" if record["best"] else ""
+            person = f", person IoU {record['val_person_iou']:.4f}" if "val_person_iou" in record else ""
             progress.console.print(
                 f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, "
                 f"val loss {record['val_loss']:.4f}, val mIoU {record['val_mean_iou']:.4f}, "
-                f"subject IoU {record['val_subject_iou']:.4f}, {record['seconds']:.0f}s{mark}",
+                f"subject IoU {record['val_subject_iou']:.4f}{person}, {record['seconds']:.0f}s{mark}",
                 soft_wrap=True,
             )
 

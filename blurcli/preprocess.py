@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 CLASSES = ("background", "skin", "hair")
+SUBJECTS = ("person", "head")  # what stays sharp: the whole person (default), or LFW's head
 # Mean and spread of RGB in [0, 1]: a fixed, dataset-independent normalisation stored in checkpoints.
 NORMALIZATION: Mapping[str, tuple[float, float, float]] = {
     "mean": (0.5, 0.5, 0.5),

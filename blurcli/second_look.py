@@ -1,5 +1,6 @@
 """Heads anywhere in the frame: find every person in a wider look, then segment each one framed as
-LFW frames faces, and merge the close-ups into one mask for the whole photo.
+LFW frames faces (or, for the person subject, framed around the whole person as the person model
+learnt people), and merge the close-ups into one mask for the whole photo.
 
 The model learnt faces centred and filling a 250 px crop; shrunk into its 192 px input, a head
 that spans a twelfth of a group photo is a few pixels wide and is lost. So: the usual single pass
@@ -88,15 +89,16 @@ def subject_boxes(
     return sorted(boxes, key=lambda box: box[2] - box[0], reverse=True)
 
 
-def is_portrait(low: np.ndarray, options: HeadOptions = HeadOptions()) -> bool:
+def is_portrait(low: np.ndarray, options: HeadOptions = HeadOptions(), person: bool = False) -> bool:
     """A single pass's (h, w) subject map shows a subject filling a good part of the frame: a blob
-    at least `portrait_width` of the shorter side wide, and sure of itself (mean probability over
+    at least `portrait_width` of the shorter side wide (for the person subject, or half the frame
+    tall: a standing person is narrow), and sure of itself (mean probability over
     `portrait_confidence`; backdrops mistaken for skin are wide but unsure)."""
     stats, means = _blobs(low, options.threshold)
-    wide_enough = options.portrait_width * min(low.shape[:2])
-    return bool(
-        np.any((stats[1:, cv2.CC_STAT_WIDTH] >= wide_enough) & (means[1:] >= options.portrait_confidence))
-    )
+    large = stats[1:, cv2.CC_STAT_WIDTH] >= options.portrait_width * min(low.shape[:2])
+    if person:
+        large |= stats[1:, cv2.CC_STAT_HEIGHT] >= 0.5 * low.shape[0]
+    return bool(np.any(large & (means[1:] >= options.portrait_confidence)))
 
 
 def looks_like_a_head(close_up: np.ndarray, threshold: float = 0.5, confidence: float = 0.8) -> bool:
@@ -113,6 +115,27 @@ def looks_like_a_head(close_up: np.ndarray, threshold: float = 0.5, confidence: 
     centre_x, centre_y = (x0 + width / 2) / cols, (y0 + height / 2) / rows
     placed = 0.25 <= width / cols <= 0.85 and 0.25 <= centre_x <= 0.75 and 0.2 <= centre_y <= 0.8
     return placed and bool(means[index] >= confidence)
+
+
+def looks_like_a_person(close_up: np.ndarray, threshold: float = 0.5, confidence: float = 0.8) -> bool:
+    """A close-up (h, w) person map framed around one person shows one: a blob at least 40 % of the
+    crop tall whose middle lies in the crop's middle half, of which the model is sure."""
+    stats, means = _blobs(close_up, threshold)
+    if len(stats) < 2:
+        return False
+    index = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x0, _, width, height = stats[index, :4]
+    rows, cols = close_up.shape
+    centre_x = (x0 + width / 2) / cols
+    return height / rows >= 0.4 and 0.25 <= centre_x <= 0.75 and bool(means[index] >= confidence)
+
+
+def person_crop(box: tuple[int, int, int, int], scale: float, margin: float = 1.15) -> Crop:
+    """The square crop around a person box found at `scale`, framed as the person model learnt
+    whole people: the longer side of the box times `margin`, centred on it."""
+    x0, y0, x1, y1 = (value / scale for value in box)
+    side = max(x1 - x0, y1 - y0, 8.0) * margin
+    return Crop(round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2), math.ceil(side))
 
 
 def lfw_crop(box: tuple[int, int, int, int], scale: float) -> Crop:
@@ -198,6 +221,16 @@ def agree(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return out
 
 
+def _framed(close_up: np.ndarray, person: bool, options: HeadOptions) -> bool:
+    """Whether a close-up's class probabilities show what its crop was framed around: a whole
+    person, or a head where LFW has one with no more skin than an LFW-framed head."""
+    subject = 1.0 - close_up[..., 0]
+    if person:
+        return looks_like_a_person(subject, options.threshold, options.head_confidence)
+    skin = float((close_up.argmax(axis=-1) == 1).mean())
+    return looks_like_a_head(subject, options.threshold, options.head_confidence) and skin <= options.max_skin
+
+
 def second_look(
     segmenter: Segmenter,
     image: np.ndarray,
@@ -212,7 +245,8 @@ def second_look(
     Close-ups that do not show a head framed like LFW are dropped; where none is left, and outside
     the close-ups, the single pass stands.
     """
-    if is_portrait(first if subject_only else 1.0 - first[..., 0], options):
+    person = segmenter.subject == "person"
+    if is_portrait(first if subject_only else 1.0 - first[..., 0], options, person):
         return first
     wide = replace(segmenter, input_size=options.detect_size).probabilities([image], 1, subject_only)[0]
     subject = wide if subject_only else 1.0 - wide[..., 0]
@@ -221,13 +255,12 @@ def second_look(
     boxes = boxes[: options.max_heads]
     if not boxes:
         return first
-    crops = [lfw_crop(box, scale) for box in boxes]
+    crops = [(person_crop if person else lfw_crop)(box, scale) for box in boxes]
     classes = segmenter.probabilities([cut(image, crop) for crop in crops], len(crops), subject_only=False)
     heads = [
         (crop, 1.0 - close_up[..., 0] if subject_only else close_up)
         for crop, close_up in zip(crops, classes, strict=True)
-        if looks_like_a_head(1.0 - close_up[..., 0], options.threshold, options.head_confidence)
-        and float((close_up.argmax(axis=-1) == 1).mean()) <= options.max_skin
+        if _framed(close_up, person, options)
     ]
     kept_crops = [crop for crop, _ in heads]
     # Outside the close-ups a subject must be seen by both looks: single-pass false positives on

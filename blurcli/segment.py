@@ -11,8 +11,9 @@ from torch import nn
 
 from blurcli.checkpoint import Checkpoint, build_model, load_checkpoint
 from blurcli.device import resolve_device
+from blurcli.errors import BlurcliError, UsageError
 from blurcli.model import fuse_batchnorm
-from blurcli.preprocess import CLASSES, resize_for_model, to_tensor
+from blurcli.preprocess import CLASSES, SUBJECTS, resize_for_model, to_tensor
 from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_guide
 from blurcli.weights import ProgressCallback, resolve_weights
 
@@ -37,6 +38,13 @@ class Segmenter:
     device: torch.device
     classes: tuple[str, ...] = CLASSES
     channels_last: bool = False  # NHWC tensors: about 20 % faster convolutions on a CPU
+    subject: str = "head"  # what the probabilities are of: "head" (LFW's classes) or "person"
+    subjects: tuple[str, ...] = ("head",)  # the subjects the checkpoint has outputs for
+
+    @property
+    def output_classes(self) -> tuple[str, ...]:
+        """The classes `forward` gives probabilities of: LFW's for the head, background/person else."""
+        return self.classes if self.subject == "head" else ("background", "person")
 
     @classmethod
     def from_checkpoint(
@@ -46,8 +54,13 @@ class Segmenter:
         source: str = "weights",
         fuse: bool = True,
         channels_last: bool = True,
+        subject: str | None = None,
     ) -> Segmenter:
-        """Build the network for inference on `device` (auto when None): BatchNorm folded, NHWC."""
+        """Build the network for inference on `device` (auto when None): BatchNorm folded, NHWC.
+
+        `subject` None picks the person when the checkpoint has a person output, else the head.
+        """
+        subject = choose_subject(checkpoint.subjects, subject, source)
         target = resolve_device(device)
         model = build_model(checkpoint, source)
         model = (fuse_batchnorm(model) if fuse else model).to(target)
@@ -62,6 +75,8 @@ class Segmenter:
             device=target,
             classes=tuple(checkpoint.classes),
             channels_last=channels_last,
+            subject=subject,
+            subjects=tuple(checkpoint.subjects),
         )
 
     @classmethod
@@ -70,10 +85,11 @@ class Segmenter:
         weights: str | None = None,
         device: str | None = None,
         on_progress: ProgressCallback | None = None,
+        subject: str | None = None,
     ) -> Segmenter:
         """Locate (shipped name, path or URL), verify and load weights; the one way the CLI gets a model."""
         path = resolve_weights(weights, on_progress)
-        return cls.from_checkpoint(load_checkpoint(path), device, str(path))
+        return cls.from_checkpoint(load_checkpoint(path), device, str(path), subject=subject)
 
     def prepare(self, image: np.ndarray) -> Prepared:
         """(H, W, 3) uint8 RGB -> the model's input (resized, padded); cheap, safe on any thread."""
@@ -84,7 +100,7 @@ class Segmenter:
     def forward(
         self, prepared: Sequence[Prepared], batch_size: int = 16, subject_only: bool = False
     ) -> list[np.ndarray]:
-        """Prepared inputs -> per image (h, w, C) float32 class probabilities at model size.
+        """Prepared inputs -> per image (h, w, C) float32 probabilities of `output_classes` at model size.
 
         (h, w) keeps each photo's aspect ratio with its longer side at the model's input size.
         Inputs of equal shape share a forward pass. `subject_only` returns (h, w) subject
@@ -102,15 +118,23 @@ class Segmenter:
                 tensor = to_tensor(batch, self.mean, self.std).to(self.device)
                 if self.channels_last:
                     tensor = tensor.contiguous(memory_format=torch.channels_last)
-                probs = torch.softmax(self.model(tensor).float(), dim=1)
-                if subject_only:
-                    probs = (1.0 - probs[:, 0]).cpu().numpy()
-                else:
-                    probs = probs.permute(0, 2, 3, 1).cpu().numpy()
+                probs = self._probabilities(self.model(tensor).float(), subject_only).cpu().numpy()
                 for i, prob in zip(chunk, probs, strict=True):
                     height, width = prepared[i].size
                     results[i] = np.ascontiguousarray(prob[:height, :width])
         return results  # type: ignore[return-value]
+
+    def _probabilities(self, logits: torch.Tensor, subject_only: bool) -> torch.Tensor:
+        """(N, outputs, h, w) logits -> (N, h, w) subject probability, or (N, h, w, C) class
+        probabilities of `output_classes`."""
+        parts = len(self.classes)
+        if self.subject == "person":
+            person = torch.sigmoid(logits[:, parts])
+            if subject_only:
+                return person
+            return torch.stack([1.0 - person, person], dim=-1)
+        probs = torch.softmax(logits[:, :parts], dim=1)
+        return 1.0 - probs[:, 0] if subject_only else probs.permute(0, 2, 3, 1)
 
     def probabilities(
         self, images: Sequence[np.ndarray], batch_size: int = 16, subject_only: bool = False
@@ -119,7 +143,7 @@ class Segmenter:
         return self.forward([self.prepare(image) for image in images], batch_size, subject_only)
 
     def foreground(self, image: np.ndarray, refine: RefineOptions | None = RefineOptions()) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (H, W) float32 subject (skin + hair) probability at full size.
+        """(H, W, 3) uint8 RGB -> (H, W) float32 subject (person, or skin + hair) probability at full size.
 
         The mask follows the photo's edges (guided filter) unless `refine` is None (bilinear).
         """
@@ -132,8 +156,26 @@ class Segmenter:
 
 
 def new_segmenter(
-    weights: str | None = None, device: str | None = None, on_progress: ProgressCallback | None = None
+    weights: str | None = None,
+    device: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    subject: str | None = None,
 ) -> Segmenter:
     """Load a model once for many photos: `weights` a shipped name, path or URL (None: the shipped
-    default); `device` 'cpu', 'cuda', 'cuda:N' or None (CUDA when present)."""
-    return Segmenter.load(weights, device, on_progress)
+    default); `device` 'cpu', 'cuda', 'cuda:N' or None (CUDA when present); `subject` 'person',
+    'head' or None (the person when the model has it)."""
+    return Segmenter.load(weights, device, on_progress, subject)
+
+
+def choose_subject(available: Sequence[str], wanted: str | None, source: str) -> str:
+    """The subject to segment: `wanted`, which the model must have, else person when it has it."""
+    if wanted is None:
+        return "person" if "person" in available else "head"
+    if wanted not in SUBJECTS:
+        raise UsageError(f"--subject {wanted}: unknown subject (use {' or '.join(SUBJECTS)})")
+    if wanted not in available:
+        raise BlurcliError(
+            f"{source}: this model has no {wanted} output (it segments: {', '.join(available)}); "
+            f"use --subject {available[0]}"
+        )
+    return wanted

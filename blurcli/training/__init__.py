@@ -5,7 +5,7 @@ this package, so `blur` and `predict` never load it.
 """
 
 from blurcli.training.augment import Augmentation
-from blurcli.training.evaluate import evaluate
+from blurcli.training.evaluate import evaluate, load_labelled
 from blurcli.training.lfw import SplitData, load_split
 from blurcli.training.loop import TrainConfig, TrainResult, train
 from blurcli.training.soup import SoupResult, greedy_soup
@@ -18,6 +18,7 @@ __all__ = [
     "TrainResult",
     "evaluate",
     "greedy_soup",
+    "load_labelled",
     "load_split",
     "train",
 ]

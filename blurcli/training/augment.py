@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -29,6 +30,13 @@ class Augmentation:
     noise: float = 0.3  # probability of Gaussian noise
     jpeg: float = 0.3  # probability of a JPEG round trip
     context: float = 0.4  # probability that another labelled photo surrounds a zoomed-out head
+    # Person photos (CCP): a window from head and shoulders (0.35 of the person's height) to the
+    # full body with room around it (1.3); or the person cut out and pasted, `paste_height` of the
+    # frame tall, onto another photo or a backdrop, with a second person pasted beside (`group`).
+    framing: tuple[float, float] = (0.35, 1.3)
+    paste: float = 0.5
+    paste_height: tuple[float, float] = (0.25, 0.95)
+    group: float = 0.3
 
 
 def random_affine(rng: np.random.Generator, source: int, size: int, aug: Augmentation) -> np.ndarray:
@@ -80,13 +88,18 @@ def random_fill(
         return warp_pair(*context, random_affine(rng, context[0].shape[0], size, aug), size, None)
     if rng.random() < 0.3:
         return None
+    return smooth_backdrop(rng, size), np.zeros((size, size), np.uint8)
+
+
+def smooth_backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size, 3) uint8: a smooth random backdrop of muted colours with a little noise."""
     cells = int(rng.integers(2, 7))
     coarse = rng.uniform(0, 255, (cells, cells, 3))
     grey = coarse.mean(axis=-1, keepdims=True)
     coarse = grey + (coarse - grey) * rng.uniform(0.1, 0.7)  # muted colours, like real backdrops
     backdrop = cv2.resize(coarse.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
     noise = rng.normal(0, rng.uniform(0, 10), backdrop.shape)
-    return np.clip(backdrop + noise, 0, 255).astype(np.uint8), np.zeros((size, size), np.uint8)
+    return np.clip(backdrop + noise, 0, 255).astype(np.uint8)
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:
@@ -130,6 +143,98 @@ def augment_pair(
     """
     matrix = random_affine(rng, image.shape[0], size, aug)
     warped, labels = warp_pair(image, mask, matrix, size, random_fill(rng, size, aug, context))
+    if image_size is not None and image_size != size:
+        warped = cv2.resize(warped, (image_size, image_size), interpolation=cv2.INTER_AREA)
+    return photometric(warped, rng, aug), labels
+
+
+def box_of(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """(x0, y0, x1, y1) around a mask's nonzero pixels, or None when it has none."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return None
+    return float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)
+
+
+def framing_affine(
+    rng: np.random.Generator, box: tuple[float, float, float, float], size: int, aug: Augmentation
+) -> np.ndarray:
+    """A (2, 3) matrix showing a square window around a person's box at size x size: from head and
+    shoulders (the window's top near the head) to the whole body with room, rotated and flipped."""
+    x0, y0, x1, y1 = box
+    height, width = y1 - y0, x1 - x0
+    low, high = aug.framing
+    side = max(height * math.exp(rng.uniform(math.log(low), math.log(high))), 1.05 * min(width, height), 8.0)
+    centre_x = (x0 + x1) / 2 + rng.uniform(-0.15, 0.15) * side
+    if side < height:  # a close framing keeps the head in view
+        centre_y = y0 + side / 2 - rng.uniform(0.03, 0.2) * side
+    else:
+        centre_y = (y0 + y1) / 2 + rng.uniform(-0.1, 0.1) * (side - height + 0.2 * height)
+    angle = rng.uniform(-aug.rotation / 2, aug.rotation / 2)
+    matrix = cv2.getRotationMatrix2D((centre_x, centre_y), angle, size / side)
+    matrix[:, 2] += (size / 2 - centre_x, size / 2 - centre_y)
+    if rng.random() < aug.flip:
+        matrix = np.array([[-1.0, 0.0, size], [0.0, 1.0, 0.0]]) @ np.vstack([matrix, [0, 0, 1]])
+    return matrix
+
+
+def paste_person(
+    rng: np.random.Generator,
+    canvas: tuple[np.ndarray, np.ndarray],
+    person: tuple[np.ndarray, np.ndarray],
+    aug: Augmentation,
+    person_code: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a person out of `person` (image, codes) and paste them onto `canvas` (size x size image,
+    codes) at a random height and place; the cut's edge is softened so it is no cue."""
+    image, codes = person
+    size = canvas[0].shape[0]
+    mask = (codes == person_code).astype(np.float32)
+    box = box_of(mask)
+    if box is None:
+        return canvas
+    x0, y0, x1, y1 = box
+    height = size * rng.uniform(*aug.paste_height)
+    scale = height / (y1 - y0)
+    left = rng.uniform(-0.3 * (x1 - x0) * scale, size - 0.7 * (x1 - x0) * scale)
+    top = rng.uniform(0.0, max(size - height, 0.0) + 0.3 * height)
+    matrix = np.array([[scale, 0.0, left - x0 * scale], [0.0, scale, top - y0 * scale]])
+    if rng.random() < aug.flip:
+        matrix = np.array([[-1.0, 0.0, size], [0.0, 1.0, 0.0]]) @ np.vstack([matrix, [0, 0, 1]])
+    pixels = cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    alpha = cv2.warpAffine(mask, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.5, 1.5))[..., None]
+    blended = canvas[0].astype(np.float32) * (1 - alpha) + pixels.astype(np.float32) * alpha
+    labels = np.where(alpha[..., 0] > 0.5, np.uint8(person_code), canvas[1])
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8), labels
+
+
+def person_view(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    codes: np.ndarray,
+    size: int,
+    aug: Augmentation,
+    person_code: int,
+    background: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+    image_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One random training view of a person photo (image, codes) at size x size: framed anywhere
+    from head and shoulders to the whole body, or cut out and pasted (alone or with a second
+    person) onto what `background()` returns (a size x size view and its codes); then photometry.
+    With `image_size`, the picture is area-resized to that side while the codes keep `size`."""
+    box = box_of(codes == person_code)
+    if box is not None and background is not None and rng.random() < aug.paste:
+        view = background()
+        for _ in range(1 + int(rng.random() < aug.group)):
+            view = paste_person(rng, view, (image, codes), aug, person_code)
+        warped, labels = view
+    else:
+        height, width = codes.shape
+        box = box or (0.0, 0.0, float(width), float(height))
+        warped, labels = warp_pair(image, codes, framing_affine(rng, box, size, aug), size, None)
     if image_size is not None and image_size != size:
         warped = cv2.resize(warped, (image_size, image_size), interpolation=cv2.INTER_AREA)
     return photometric(warped, rng, aug), labels

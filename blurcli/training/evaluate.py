@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from blurcli.errors import UsageError
 from blurcli.refine import RefineOptions, grey_guide, refine_classes
 from blurcli.resample import upsample
 from blurcli.segment import Segmenter
-from blurcli.training.lfw import SplitData
+from blurcli.training.ccp import PersonSplit, is_ccp, load_person_split
+from blurcli.training.lfw import SplitData, load_split
 from blurcli.training.metrics import SegmentationMetrics
 
 
 def evaluate(
     segmenter: Segmenter,
-    split: SplitData,
+    split: SplitData | PersonSplit,
     batch_size: int = 32,
     on_progress: Callable[[int, int], None] | None = None,
     refine: RefineOptions | None = RefineOptions(),
@@ -28,7 +31,8 @@ def evaluate(
     SegmentationMetrics.compute()'s dict plus `loss` (mean per-pixel cross-entropy of the bilinearly
     resized probabilities) and `images`.
     """
-    metrics = SegmentationMetrics(class_names=segmenter.classes)
+    classes = segmenter.output_classes
+    metrics = SegmentationMetrics(len(classes), classes, tuple(range(1, len(classes))))
     total_nll, total_pixels = 0.0, 0
     count = len(split.names)
     for start in range(0, count, batch_size):
@@ -51,3 +55,19 @@ def evaluate(
     result["loss"] = total_nll / max(total_pixels, 1)
     result["images"] = count
     return result
+
+
+def load_labelled(
+    root: Path, split: str, subject: str | None = None, limit: int | None = None
+) -> tuple[SplitData | PersonSplit, str]:
+    """A labelled split and the subject it scores: Clothing Co-Parsing scores the person, LFW Part
+    Labels the head; asking a dataset for the other subject is a usage error."""
+    person = is_ccp(Path(root))
+    scored = "person" if person else "head"
+    if subject is not None and subject != scored:
+        kind = "Clothing Co-Parsing" if person else "LFW Part Labels"
+        raise UsageError(
+            f"--subject {subject}: {root} is {kind}, which labels the {scored} (use --subject {scored})"
+        )
+    data = load_person_split(root, split, limit) if person else load_split(root, split, limit=limit)
+    return data, scored

@@ -8,10 +8,11 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -23,11 +24,13 @@ from blurcli.preprocess import CLASSES, NORMALIZATION
 from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
 from blurcli.training.augment import Augmentation
+from blurcli.training.ccp import PersonSplit, load_person_split
 from blurcli.training.dataset import SegmentationDataset
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import load_split
 from blurcli.training.losses import Objective, class_weights_from, load_teacher
 from blurcli.training.plot import plot_history
+from blurcli.training.targets import ccp_codes, lfw_codes
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,19 @@ class TrainConfig:
     loss_size: int | None = 256  # labels at this side, logits enlarged to it (None: the input size)
     subject_iou: float = 0.0  # weight of a soft-IoU term on the subject (skin + hair vs background)
     snapshots: bool = False  # also keep every epoch's weights (<out stem>.eNNN.pt), for soups
+    person_data: Path | None = None  # Clothing Co-Parsing: also learn a person output from it
+    person_weight: float = 1.0  # weight of the person output's loss beside LFW's classes
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """The outputs the model gets: LFW's head classes, and a person logit with `person_data`."""
+        return ("head", "person") if self.person_data is not None else ("head",)
 
     def model_config(self) -> UNetConfig:
-        return UNetConfig(width=self.width, depth=self.depth, stem_stride=self.stem_stride)
+        outputs = len(CLASSES) + ("person" in self.subjects)
+        return UNetConfig(
+            num_classes=outputs, width=self.width, depth=self.depth, stem_stride=self.stem_stride
+        )
 
     def to_info(self) -> dict[str, Any]:
         """JSON-friendly copy for the checkpoint and logs (augmentation ranges included)."""
@@ -137,9 +150,10 @@ def train(
 
     train_split = load_split(config.data, "train", limit=config.limit)
     val_split = load_split(config.data, "validation", limit=config.limit)
+    people, people_val = _person_data(config)
     norm = {"mean": list(NORMALIZATION["mean"]), "std": list(NORMALIZATION["std"])}
     dataset = SegmentationDataset(
-        train_split,
+        train_split if people is None else replace(train_split, masks=lfw_codes(train_split.masks)),
         config.input_size,
         model_config.multiple,
         NORMALIZATION,
@@ -147,9 +161,12 @@ def train(
         seed=config.seed,
         augmentation=config.augmentation,
         label_size=config.loss_size,
+        people=people,
     )
 
     start = _start_from(config, paths)  # --resume's last state or --init's weights; None: from scratch
+    if start is not None and not config.resume and len(start[1].subjects) < len(config.subjects):
+        start = (start[0], with_person_output(start[1]))  # fine-tune a head model into a person model
     model = UNet(model_config) if start is None else build_model(start[1], str(start[0]), model_config)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -162,7 +179,8 @@ def train(
         if config.teacher is None
         else load_teacher(config.teacher, norm, config.input_size, config.distill, device)
     )
-    objective = Objective(weights, teacher, config.distill, config.subject_iou)
+    person_weight = config.person_weight if people is not None else 0.0
+    objective = Objective(weights, teacher, config.distill, config.subject_iou, person_weight)
     start_epoch, best_miou, best_epoch, history = 0, -math.inf, -1, []
     if config.resume and start is not None:
         start_epoch, best_miou, best_epoch, history = _restore(start[1], optimizer, scheduler)
@@ -196,10 +214,18 @@ def train(
                 tuple(norm["mean"]),
                 tuple(norm["std"]),
                 device,
+                subjects=config.subjects,
             )
             # Refined, as `blurcli eval` scores (and `blur` uses) masks; the loss stays bilinear.
-            val = evaluate(segmenter, val_split, max(config.batch_size, 32), refine=RefineOptions())
-            scheduler.step(val["loss"])
+            batch = max(config.batch_size, 32)
+            val = evaluate(segmenter, val_split, batch, refine=RefineOptions())
+            person = None
+            if people_val is not None:
+                person = evaluate(
+                    replace(segmenter, subject="person"), people_val, batch, refine=RefineOptions()
+                )
+                val = {**val, "person": person}
+            scheduler.step(val["loss"] + (person["loss"] if person else 0.0))
             record = {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
@@ -211,12 +237,17 @@ def train(
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - started,
             }
+            if person is not None:
+                record |= {"val_person_loss": person["loss"], "val_person_iou": person["iou"]["person"]}
+                record["val_person_boundary_f"] = person["boundary_f"]["person"]
             history.append(record)
-            improved = val["mean_iou"] > best_miou
+            # The best epoch: LFW's validation mIoU, plus the person IoU when there is a person output.
+            score = val["mean_iou"] + (person["iou"]["person"] if person else 0.0)
+            improved = score > best_miou
             if improved or config.snapshots:
                 checkpoint = _checkpoint(model, config, norm, val, epoch + 1)
             if improved:
-                best_miou, best_epoch = val["mean_iou"], epoch + 1
+                best_miou, best_epoch = score, epoch + 1
                 save_checkpoint(paths.best, checkpoint, half=config.half)
             if config.snapshots:
                 save_checkpoint(paths.snapshot(epoch + 1), checkpoint, half=config.half)
@@ -285,6 +316,7 @@ def _checkpoint(
         state_dict=model.state_dict(),
         input_size=config.input_size,
         classes=CLASSES,
+        subjects=config.subjects,
         normalization=norm,
         metrics=metrics,
         info={
@@ -346,3 +378,33 @@ def _restore(
     torch.set_rng_state(state["torch_rng"])
     history = json.loads(state["history"])
     return int(state["epochs_done"]), float(state["best_miou"]), int(state["best_epoch"]), history
+
+
+def _person_data(
+    config: TrainConfig,
+) -> tuple[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] | None, PersonSplit | None]:
+    """With --person-data: CCP's training photos with their target codes, and its validation split."""
+    if config.person_data is None:
+        return None, None
+    if config.subject_iou:
+        raise UsageError("--subject-iou scores LFW's classes only; it does not combine with --person-data")
+    people = load_person_split(config.person_data, "train", limit=config.limit)
+    validation = load_person_split(config.person_data, "validation", limit=config.limit)
+    return (people.images, tuple(ccp_codes(mask) for mask in people.masks)), validation
+
+
+def with_person_output(checkpoint: Checkpoint) -> Checkpoint:
+    """A head-only checkpoint grown a person output, to fine-tune into a person model: the new
+    logit starts as (skin + hair) / 2 - background, so it first sees the head as the person."""
+    weight, bias = checkpoint.state_dict["head.weight"], checkpoint.state_dict["head.bias"]
+    person_weight = (weight[1] + weight[2]) / 2 - weight[0]
+    person_bias = (bias[1] + bias[2]) / 2 - bias[0]
+    state = {
+        **checkpoint.state_dict,
+        "head.weight": torch.cat([weight, person_weight[None]]),
+        "head.bias": torch.cat([bias, person_bias[None]]),
+    }
+    config = dataclasses.replace(checkpoint.config, num_classes=checkpoint.config.num_classes + 1)
+    return dataclasses.replace(
+        checkpoint, config=config, state_dict=state, subjects=(*checkpoint.subjects, "person")
+    )

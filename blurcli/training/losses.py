@@ -15,6 +15,7 @@ from blurcli.checkpoint import build_model, load_checkpoint
 from blurcli.errors import UsageError
 from blurcli.model import fuse_batchnorm
 from blurcli.preprocess import CLASSES
+from blurcli.training.targets import class_target, person_loss
 
 
 def class_weights_from(masks: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -27,25 +28,37 @@ def class_weights_from(masks: np.ndarray, num_classes: int) -> torch.Tensor:
 @dataclass(frozen=True)
 class Objective:
     """The training loss: cross-entropy against the labels, optionally mixed with cross-entropy
-    against a teacher's probabilities on the same batch (knowledge distillation)."""
+    against a teacher's probabilities on the same batch (knowledge distillation).
+
+    With `person`, the masks are `targets` codes and the network has one more output, a person
+    logit after the classes: the classes learn where the codes supervise them (LFW), the person
+    logit learns a binary cross-entropy (weighted by `person`) where the codes supervise it.
+    """
 
     weights: torch.Tensor | None = None  # per-class weights of the labels' term
     teacher: nn.Module | None = None
     distill: float = 0.5
     subject_iou: float = 0.0  # weight of soft_subject_iou_loss, added to the rest
+    person: float = 0.0  # weight of the person term; 0: no person output, masks are classes
 
     def __call__(self, logits: torch.Tensor, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Labels finer than the logits (`--loss-size`) score the logits enlarged bilinearly, as
         `eval` enlarges predictions to the labels' resolution."""
         logits = _enlarge(logits, masks.shape[-2:])
-        loss = F.cross_entropy(logits, masks, weight=self.weights)
+        if self.person:
+            codes, masks = masks, class_target(masks)
+            person = person_loss(logits[:, -1], codes)
+            logits = logits[:, :-1]
+            if not bool((masks >= 0).any()):  # no LFW pixel in this batch
+                return self.person * person
+        loss = F.cross_entropy(logits, masks, weight=self.weights, ignore_index=-100)
         if self.teacher is not None:
             with torch.no_grad():
                 target = _enlarge(mirrored_probabilities(self.teacher, images), masks.shape[-2:])
             loss = (1 - self.distill) * loss + self.distill * F.cross_entropy(logits, target)
         if self.subject_iou:
             loss = loss + self.subject_iou * soft_subject_iou_loss(logits, masks)
-        return loss
+        return loss + self.person * person if self.person else loss
 
 
 def soft_subject_iou_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
