@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "astronaut.jpg"
 DOCS = ROOT / "docs"
 LFW_DATA = ROOT.parent / "shared" / "data" / "lfw-parts"  # LFW Part Labels, as the README gets it
+CCP_DATA = ROOT.parent / "shared" / "data" / "ccp"  # Clothing Co-Parsing, as the README gets it
 QUALITY = 95  # JPEG quality of the generated photos and of `blurcli blur`'s output
 
 

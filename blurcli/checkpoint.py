@@ -70,8 +70,9 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint, half: bool = False) -> N
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
+def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read a checkpoint safely (weights_only); anything else is a one-line BlurcliError."""
+    path = Path(path)
     if not path.exists():
         raise BlurcliError(f"{path}: no such weights file")
     if path.is_dir():

@@ -396,7 +396,7 @@ def evaluate_command(
 
 
 def _metrics_table(result: dict[str, Any]) -> Table:
-    table = Table(title=f"{result['split']} split, {result['images']} images")
+    table = Table(title=f"{result['split']} split, {result['images']} images, {result['subject']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in (

@@ -16,7 +16,11 @@ from pathlib import Path
 
 import cv2
 import pytest
+import torch
 
+from blurcli.checkpoint import Checkpoint, save_checkpoint
+from blurcli.model import UNet, UNetConfig
+from tests.ccp_fake import make_ccp_dataset
 from tests.lfw_fake import make_lfw_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,6 +105,21 @@ def test_bench_heads(tiny_weights: Path, tiny_lfw: Path, tmp_path: Path) -> None
     assert re.search(rf"extra per head beyond the first \(5 vs 1\): {NUMBER} ms", output)
 
 
+def test_bench_heads_person(person_weights: Path, tiny_ccp: Path, tmp_path: Path) -> None:
+    output = run_script(
+        "bench_heads.py",
+        *("--subject", "person", "--frames", 1, "--limit", 3, "--threads", 1),
+        *("--weights", person_weights, "--data", tiny_ccp),
+        tmp_path=tmp_path,
+    )
+    assert "CCP test people in 1920x1080 frames, 1 frames per size" in output
+    assert "1 threads" in output
+    for size in ("1/1.2", "1/2", "1/4", "1/8", "1/16"):
+        [row] = table_rows(output, size)
+        assert all(re.fullmatch(rf"{NUMBER} / {NUMBER}", cell) for cell in row[2:5])  # IoU / boundary F
+        assert all(re.fullmatch(NUMBER, cell) for cell in row[1:2] + row[5:])  # people, ms single / auto
+
+
 def test_bench_refine(tiny_weights: Path, tiny_lfw: Path, tmp_path: Path) -> None:
     output = run_script(
         "bench_refine.py",
@@ -159,3 +178,37 @@ def test_figure_heads(tiny_weights: Path, tmp_path: Path) -> None:
     output = run_script("figures/heads.py", "--weights", tiny_weights, "--out", out, tmp_path=tmp_path)
     assert f"wrote {out}" in output
     assert cv2.imread(str(out)).shape[:2] == (round(0.6 * (3 * 700 + 2 * 8)), round(0.6 * 1500))
+
+
+@pytest.fixture(scope="module")
+def tiny_ccp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three CCP test photos (0901-0903), in the release's folders."""
+    return make_ccp_dataset(tmp_path_factory.mktemp("ccp"), numbers=range(901, 904))
+
+
+@pytest.fixture(scope="module")
+def person_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny checkpoint with a person output, which bench_person needs."""
+    torch.manual_seed(0)
+    config = UNetConfig(num_classes=4, width=4, depth=2, stem_stride=1)
+    checkpoint = Checkpoint(
+        config=config, state_dict=UNet(config).state_dict(), input_size=64, subjects=("head", "person")
+    )
+    path = tmp_path_factory.mktemp("weights") / "person.pt"
+    save_checkpoint(path, checkpoint)
+    return path
+
+
+def test_bench_person(person_weights: Path, tiny_ccp: Path, tmp_path: Path) -> None:
+    output = run_script(
+        "bench_person.py",
+        *("--limit", 2, "--weights", person_weights, "--data", tiny_ccp, "--threads", 1),
+        tmp_path=tmp_path,
+    )
+    assert "CCP test: 2 photos" in output
+    assert "| method | person IoU | boundary F (3 px) | pixel accuracy | ms per photo |" in output
+    [row] = table_rows(output, "blurcli")
+    assert all(re.fullmatch(NUMBER, cell.removesuffix(" %")) for cell in row[1:])
+    assert re.search(r"target person IoU >= 0.94: (not )?met", output)
+    if importlib.util.find_spec("mediapipe") is None:
+        assert "mediapipe not installed: no comparison" in output
