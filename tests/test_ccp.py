@@ -344,6 +344,7 @@ def test_person_loss_ignores_a_confident_person_where_a_bystander_may_be() -> No
     assert _loss(6.0, MAYBE_PERSON) == 0.0
     assert _loss(6.0, NOT_PERSON) == pytest.approx(6.0, abs=0.01)  # the same prediction is penalised
     assert _loss(-6.0, MAYBE_PERSON) == pytest.approx(_loss(-6.0, NOT_PERSON))  # a 'no' still learns
+    assert _loss(1.0, MAYBE_PERSON) == pytest.approx(_loss(1.0, NOT_PERSON))  # half-believed: corrected
 
 
 def test_person_loss_averages_only_over_the_pixels_it_supervises() -> None:

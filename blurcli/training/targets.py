@@ -13,6 +13,8 @@ Codes survive nearest-neighbour warping, so augmentation moves them with the pix
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -66,12 +68,14 @@ def class_target(codes: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(_CLASS_OF).to(codes.device)[codes]
 
 
-def person_loss(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+def person_loss(logits: torch.Tensor, codes: torch.Tensor, sure: float = 0.9) -> torch.Tensor:
     """Binary cross-entropy of (N, H, W) person logits against the codes' person target, over the
-    pixels it supervises; a MAYBE_PERSON pixel counts only while the model doubts a person there."""
+    pixels it supervises; a MAYBE_PERSON pixel counts unless the model is `sure` of a person there
+    (a bystander it sees is spared; a wall it half-believes is still corrected)."""
     target = torch.from_numpy(_PERSON_OF).to(codes.device)[codes]
     weight = (target >= 0).float()
     maybe = codes == MAYBE_PERSON
-    weight = torch.where(maybe & (logits.detach() > 0), torch.zeros_like(weight), weight)
+    confident = logits.detach() > math.log(sure / (1 - sure))
+    weight = torch.where(maybe & confident, torch.zeros_like(weight), weight)
     loss = F.binary_cross_entropy_with_logits(logits, target.clamp_min(0), reduction="none")
     return (loss * weight).sum() / weight.sum().clamp_min(1.0)
