@@ -88,7 +88,7 @@ class Segmenter:
         subject: str | None = None,
     ) -> Segmenter:
         """Locate (shipped name, path or URL), verify and load weights; the one way the CLI gets a model."""
-        path = resolve_weights(weights, on_progress)
+        path = resolve_weights(weights, on_progress, subject)
         return cls.from_checkpoint(load_checkpoint(path), device, str(path), subject=subject)
 
     def prepare(self, image: np.ndarray) -> Prepared:

@@ -16,9 +16,11 @@ from typing import Any
 from blurcli.errors import BlurcliError
 from blurcli.paths import data_home
 
-# Models that ship inside blurcli, by name: `--weights NAME` (the first is the default).
+# Models that ship inside blurcli, by name: `--weights NAME`.
 SHIPPED: Mapping[str, str] = {"lfw": "blurcli-lfw.pt"}
 DEFAULT_MODEL = "lfw"
+# The shipped model each subject uses when no --weights is given (a name not shipped: DEFAULT_MODEL).
+DEFAULT_FOR_SUBJECT: Mapping[str, str] = {"person": "person", "head": "lfw"}
 
 ProgressCallback = Callable[[int, int | None], None]
 
@@ -34,9 +36,10 @@ def shipped_weights(name: str = DEFAULT_MODEL) -> Path:
     raise BlurcliError(f"shipped weights {SHIPPED[name]} not found; reinstall blurcli or pass --weights")
 
 
-def default_weights() -> Path:
-    """The shipped default model, used with no network."""
-    return shipped_weights(DEFAULT_MODEL)
+def default_weights(subject: str | None = None) -> Path:
+    """The shipped model for `subject` (None: the person), used with no network."""
+    name = DEFAULT_FOR_SUBJECT.get(subject or "person", DEFAULT_MODEL)
+    return shipped_weights(name if name in SHIPPED else DEFAULT_MODEL)
 
 
 def sha256_of(path: Path) -> str:
@@ -111,11 +114,13 @@ def _fetch(url: str, handle: Any, on_progress: ProgressCallback | None, timeout:
         raise BlurcliError(f"{url}: cannot download ({reason})") from None
 
 
-def resolve_weights(spec: str | None = None, on_progress: ProgressCallback | None = None) -> Path:
-    """None -> the shipped default; a shipped model's name; 'http(s)://...' -> downloaded, verified,
-    cached; else a local path."""
+def resolve_weights(
+    spec: str | None = None, on_progress: ProgressCallback | None = None, subject: str | None = None
+) -> Path:
+    """None -> the shipped model for `subject`; a shipped model's name; 'http(s)://...' ->
+    downloaded, verified, cached; else a local path."""
     if spec is None or spec == "":
-        return default_weights()
+        return default_weights(subject)
     if spec in SHIPPED and not Path(spec).exists():
         return shipped_weights(spec)
     scheme = urllib.parse.urlparse(spec).scheme
