@@ -150,3 +150,20 @@ def test_segmenter_from_checkpoint_takes_the_subject(person_weights: Path) -> No
         "hair",
     )
     assert Segmenter.from_checkpoint(checkpoint, "cpu").output_classes == ("background", "person")
+
+
+def test_a_soup_of_person_models_keeps_the_person_output(lfw_dir: Path, tmp_path: Path) -> None:
+    from blurcli.training.soup import greedy_soup
+
+    config = UNetConfig(num_classes=4, width=4, depth=2, stem_stride=1)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.pt")
+        save_checkpoint(
+            paths[-1], Checkpoint(config, UNet(config).state_dict(), 32, subjects=("head", "person"))
+        )
+    result = greedy_soup(lfw_dir, tmp_path / "soup.pt", paths, "cpu", limit=4)
+    soup = load_checkpoint(result.out)
+    assert soup.subjects == ("head", "person") and soup.config.num_classes == 4
+    assert set(result.metrics["iou"]) == {"background", "skin", "hair"}  # scored on LFW's head classes

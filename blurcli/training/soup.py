@@ -62,7 +62,8 @@ def greedy_soup(
 
     Ingredients are ranked by the validation `metric` (mean IoU, or subject IoU when that is the
     figure to improve); each is added to the average only if the average's `metric` does not drop.
-    Only the validation split is read. The soup is written to `out` (float16) with its validation
+    Only LFW's validation split is read (the head's figures; a person output is averaged along but
+    not scored). The soup is written to `out` (float16) with its validation
     figures, like a trained checkpoint.
     """
     if not ingredients:
@@ -86,7 +87,7 @@ def greedy_soup(
 
     def score(members: list[int]) -> dict[str, Any]:
         soup = dataclasses.replace(first, state_dict=average_weights([checkpoints[i] for i in members]))
-        return evaluate(Segmenter.from_checkpoint(soup, str(target)), val_split)
+        return evaluate(Segmenter.from_checkpoint(soup, str(target), subject="head"), val_split)
 
     steps = []
     alone = []
@@ -112,6 +113,7 @@ def greedy_soup(
         state_dict=average_weights([checkpoints[i] for i in chosen]),
         input_size=first.input_size,
         classes=first.classes,
+        subjects=first.subjects,
         normalization=first.normalization,
         metrics=best,
         info={
