@@ -17,7 +17,7 @@ from blurcli.errors import BlurcliError
 from blurcli.paths import data_home
 
 # Models that ship inside blurcli, by name: `--weights NAME`.
-SHIPPED: Mapping[str, str] = {"lfw": "blurcli-lfw.pt"}
+SHIPPED: Mapping[str, str] = {"lfw": "blurcli-lfw.pt", "person": "blurcli-person.pt"}
 DEFAULT_MODEL = "lfw"
 # The shipped model each subject uses when no --weights is given (a name not shipped: DEFAULT_MODEL).
 DEFAULT_FOR_SUBJECT: Mapping[str, str] = {"person": "person", "head": "lfw"}

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from blurcli.checkpoint import load_checkpoint
-from blurcli.photo import read_image
+from blurcli.photo import read_image, read_photo
 from blurcli.refine import RefineOptions
-from blurcli.segment import Segmenter
+from blurcli.render import predict
+from blurcli.segment import Segmenter, new_segmenter
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import SplitData, load_split
 from blurcli.weights import default_weights
@@ -23,6 +24,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 # Boxes (top, bottom, left, right) in the 512x512 example: her face, and the flag in the top-left corner.
 FACE = (95, 170, 190, 260)
 CORNER = (0, 90, 0, 90)
+SUIT = (330, 450, 150, 300)  # the middle of her orange suit, the mission patch included
 
 
 def _sharpness(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -33,9 +35,23 @@ def _sharpness(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
 
 
 def test_default_weights_ship_with_the_package() -> None:
-    checkpoint = load_checkpoint(default_weights())
-    assert checkpoint.info.get("eval_split") == "validation"
-    assert default_weights().stat().st_size <= 2 * 1024 * 1024
+    person, head = load_checkpoint(default_weights()), load_checkpoint(default_weights("head"))
+    assert person.subjects == ("head", "person") and head.subjects == ("head",)
+    for path in (default_weights(), default_weights("head")):
+        assert load_checkpoint(path).info.get("eval_split") == "validation"
+        assert path.stat().st_size <= 2 * 1024 * 1024
+
+
+def test_the_default_mask_covers_her_suit_and_the_head_subject_does_not() -> None:
+    photo = read_photo(EXAMPLE)
+    person = predict(photo, new_segmenter(device="cpu")).pixels / 255.0
+    head = predict(photo, new_segmenter(device="cpu", subject="head")).pixels / 255.0
+    top, bottom, left, right = SUIT
+    assert person[top:bottom, left:right].mean() > 0.8  # the whole person is kept sharp
+    assert head[top:bottom, left:right].mean() < 0.2  # LFW's subject: her suit is background
+    for mask in (person, head):
+        assert mask[FACE[0] : FACE[1], FACE[2] : FACE[3]].mean() > 0.9
+        assert mask[CORNER[0] : CORNER[1], CORNER[2] : CORNER[3]].mean() < 0.1
 
 
 def test_blur_with_the_default_model_keeps_the_face_sharp_and_blurs_the_corner(tmp_path: Path) -> None:
@@ -68,7 +84,7 @@ def test_default_model_reaches_the_required_figures_on_100_test_images() -> None
     test = load_split(REAL_LFW, "test")
     picked = np.linspace(0, len(test.names) - 1, 100).round().astype(int)  # fixed, spread over the split
     sample = SplitData(tuple(test.names[i] for i in picked), test.images[picked], test.masks[picked])
-    figures = evaluate(Segmenter.load(device="cpu"), sample, refine=RefineOptions())
+    figures = evaluate(Segmenter.load(device="cpu", subject="head"), sample, refine=RefineOptions())
     assert figures["pixel_accuracy"] >= 0.960
     assert figures["mean_iou"] >= 0.88
     assert figures["subject_iou"] >= 0.93
