@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from benchmarks.common import (
     CCP_DATA,
     LFW_DATA,
+    add_threads,
     add_weights,
     argument_parser,
     full_size_mask,
@@ -57,6 +58,7 @@ from benchmarks.common import (
     table_header,
     table_row,
     timed,
+    use_threads,
 )
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.render import segment_photo
@@ -292,11 +294,9 @@ def main() -> None:
     parser.add_argument("--blob-confidence", type=float, default=HeadOptions().blob_confidence)
     parser.add_argument("--no-timing", action="store_true", help="Head mode: no 12 MP timing table.")
     parser.add_argument("--limit", type=int, help="Person mode: only the split's first N photos' people.")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: all).")
+    add_threads(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
+    use_threads(args.threads)
     options = HeadOptions(detect_size=args.detect_size, blob_confidence=args.blob_confidence)
     if args.subject == "person":
         person_table(args, options)

@@ -32,7 +32,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
 
-from benchmarks.common import ROOT, add_weights, argument_parser, table_header, table_row, timed
+from benchmarks.common import (
+    CCP_DATA,
+    add_threads,
+    add_weights,
+    argument_parser,
+    table_header,
+    table_row,
+    timed,
+    use_threads,
+)
 from blurcli.checkpoint import load_checkpoint
 from blurcli.errors import BlurcliError
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
@@ -43,7 +52,6 @@ from blurcli.training.ccp import PersonSplit, load_person_split
 from blurcli.training.metrics import binary_metrics
 from blurcli.weights import resolve_weights
 
-CCP_DATA = ROOT.parent / "shared" / "data" / "ccp"  # Clothing Co-Parsing, as the README gets it
 TOLERANCE = 3  # boundary F tolerance in pixels of the photo
 TARGET_IOU = 0.94
 COLUMNS = ("method", "person IoU", f"boundary F ({TOLERANCE} px)", "pixel accuracy", "ms per photo")
@@ -207,12 +215,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="Only the split's first N photos.")
     parser.add_argument("--heads", choices=("auto", "single"), default="auto", help="as `blurcli predict`")
     parser.add_argument("--no-refine", action="store_true", help="Bilinear masks, as `predict --no-refine`.")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: all).")
+    add_threads(parser)
     parser.add_argument("--mediapipe-model", type=Path, help="A .tflite for MediaPipe's tasks API.")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
+    use_threads(args.threads)
     try:
         segmenter, weights = person_segmenter(args.weights)
         split = load_person_split(args.data, args.split, args.limit)

@@ -38,6 +38,20 @@ def argument_parser(doc: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """--threads: CPU threads for torch and OpenCV (default: all); apply with `use_threads`."""
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: all).")
+
+
+def use_threads(count: int | None) -> None:
+    """Limit torch and OpenCV to `count` threads (None or 0: leave them at all cores)."""
+    if count:
+        import torch
+
+        torch.set_num_threads(count)
+        cv2.setNumThreads(count)
+
+
 def add_weights(parser: argparse.ArgumentParser, many: bool = False) -> None:
     """--weights: a checkpoint path, name or URL (default: the shipped model); repeatable with `many`."""
     if many:

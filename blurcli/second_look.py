@@ -101,33 +101,42 @@ def is_portrait(low: np.ndarray, options: HeadOptions = HeadOptions(), person: b
     return bool(np.any(large & (means[1:] >= options.portrait_confidence)))
 
 
+def _main_blob(
+    close_up: np.ndarray, threshold: float, by: int
+) -> tuple[tuple[float, float, float, float], float] | None:
+    """The close-up's largest blob over `threshold` by the `by` statistic (width or area): its
+    (centre x, centre y, width, height) as fractions of the crop, and its mean probability."""
+    stats, means = _blobs(close_up, threshold)
+    if len(stats) < 2:
+        return None
+    index = 1 + int(np.argmax(stats[1:, by]))
+    x0, y0, width, height = stats[index, :4]
+    rows, cols = close_up.shape
+    place = ((x0 + width / 2) / cols, (y0 + height / 2) / rows, width / cols, height / rows)
+    return place, float(means[index])
+
+
 def looks_like_a_head(close_up: np.ndarray, threshold: float = 0.5, confidence: float = 0.8) -> bool:
     """A close-up (h, w) subject map framed like LFW shows a head where LFW has one: a blob about
     half the crop wide (a quarter to 0.85) whose middle lies in the crop's middle half, and of which
     the model is sure (mean probability over `confidence`; walls and clothes it half-believes are
     not heads)."""
-    stats, means = _blobs(close_up, threshold)
-    if len(stats) < 2:
+    blob = _main_blob(close_up, threshold, cv2.CC_STAT_WIDTH)
+    if blob is None:
         return False
-    index = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_WIDTH]))
-    x0, y0, width, height = stats[index, :4]
-    rows, cols = close_up.shape
-    centre_x, centre_y = (x0 + width / 2) / cols, (y0 + height / 2) / rows
-    placed = 0.25 <= width / cols <= 0.85 and 0.25 <= centre_x <= 0.75 and 0.2 <= centre_y <= 0.8
-    return placed and bool(means[index] >= confidence)
+    (centre_x, centre_y, width, _), mean = blob
+    placed = 0.25 <= width <= 0.85 and 0.25 <= centre_x <= 0.75 and 0.2 <= centre_y <= 0.8
+    return placed and mean >= confidence
 
 
 def looks_like_a_person(close_up: np.ndarray, threshold: float = 0.5, confidence: float = 0.8) -> bool:
     """A close-up (h, w) person map framed around one person shows one: a blob at least 40 % of the
     crop tall whose middle lies in the crop's middle half, of which the model is sure."""
-    stats, means = _blobs(close_up, threshold)
-    if len(stats) < 2:
+    blob = _main_blob(close_up, threshold, cv2.CC_STAT_AREA)
+    if blob is None:
         return False
-    index = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x0, _, width, height = stats[index, :4]
-    rows, cols = close_up.shape
-    centre_x = (x0 + width / 2) / cols
-    return height / rows >= 0.4 and 0.25 <= centre_x <= 0.75 and bool(means[index] >= confidence)
+    (centre_x, _, _, height), mean = blob
+    return height >= 0.4 and 0.25 <= centre_x <= 0.75 and mean >= confidence
 
 
 def person_crop(box: tuple[int, int, int, int], scale: float, margin: float = 1.15) -> Crop:

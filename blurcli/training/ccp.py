@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,10 +181,3 @@ def load_person_split(root: Path, split: str, limit: int | None = None, workers:
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pairs = list(pool.map(pair, names))
     return PersonSplit(tuple(names), tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
-
-
-def iter_person_boxes(mask: np.ndarray) -> Iterator[tuple[int, int, int, int]]:
-    """The (x0, y0, x1, y1) box of a person mask's pixels, if it has any."""
-    rows, cols = np.nonzero(mask)
-    if rows.size:
-        yield int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
