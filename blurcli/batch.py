@@ -16,14 +16,19 @@ from typing import Any
 
 import torch
 
+from blurcli.codec_messages import capturing
 from blurcli.errors import BlurcliError
+from blurcli.metadata import add_output_mark
 from blurcli.photo import (
     DEFAULT_MAX_PIXELS,
     Photo,
     decode_photo,
     encode_photo,
     read_bytes,
+    remove_stale_parts,
+    same_format,
     to_rgb8,
+    writable_format,
     write_file,
 )
 from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, STDIN, STDOUT, Job, Naming, plan_files
@@ -31,19 +36,23 @@ from blurcli.render import BlurTask, Mask, PredictTask, Task, mask_from_photo
 from blurcli.second_look import HeadOptions, second_look
 from blurcli.segment import Prepared, Segmenter, new_segmenter
 
+EXISTS = "output exists (--overwrite redoes it)"
+
 
 @dataclass(frozen=True)
 class FileResult:
-    """Outcome for one input: status 'done', 'skipped' (output exists) or 'failed' (`error` says why)."""
+    """Outcome for one input: status 'done', 'skipped' (`reason`: the output exists, or the input
+    is blurcli's own output) or 'failed' (`error` says why)."""
 
     input: str
     output: str | None
     status: str
     error: str | None = None
     ms: float = 0.0
+    reason: str | None = None
 
     def to_json(self) -> str:
-        """One JSON line for scripts: input, output, status, error, ms."""
+        """One JSON line for scripts: input, output, status, error, ms, reason."""
         return json.dumps({**asdict(self), "ms": round(self.ms, 1)})
 
 
@@ -61,6 +70,7 @@ class RunOptions:
 @dataclass
 class _Loaded:
     job: Job
+    data: bytes  # the file as read: --keep-empty copies it
     photo: Photo
     prepared: Prepared | None  # for the model; None when the job brings its own mask
     started: float
@@ -103,10 +113,13 @@ class Runner:
 
         todo = []
         for job in jobs:
-            if job.target is not None and job.target.exists() and not self.options.overwrite:
-                report(FileResult(job.name, str(job.target), "skipped"))
+            if job.skip is not None:
+                report(FileResult(job.name, None, "skipped", reason=job.skip))
+            elif job.target is not None and job.target.exists() and not self.options.overwrite:
+                report(FileResult(job.name, str(job.target), "skipped", reason=EXISTS))
             else:
                 todo.append(job)
+        remove_stale_parts(path for job in todo for path in (job.target, job.mask_target) if path)
         pool = ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="blurcli")
         threads = torch.get_num_threads()
         if len(todo) > 1 and self.options.jobs > 1:
@@ -114,7 +127,8 @@ class Runner:
             # them at every layer (10x slower on two cores), a single-threaded one does not.
             torch.set_num_threads(1)
         try:
-            self._run(pool, todo, report)
+            with capturing():
+                self._run(pool, todo, report)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(threads)
@@ -165,12 +179,11 @@ class Runner:
             if not job.mask.is_file():
                 raise BlurcliError(f"{job.name}: no mask at {job.mask}")
             mask = decode_photo(read_bytes(job.mask), str(job.mask), self.options.max_pixels)
-            return _Loaded(
-                job, photo, None, started, mask_from_photo(mask, photo.pixels.shape[:2], str(job.mask))
-            )
+            given = mask_from_photo(mask, photo.pixels.shape[:2], str(job.mask))
+            return _Loaded(job, data, photo, None, started, given)
         if self.segmenter is None:
             raise BlurcliError(f"{job.name}: no mask given and no model loaded")
-        return _Loaded(job, photo, self.segmenter.prepare(to_rgb8(photo.pixels)), started)
+        return _Loaded(job, data, photo, self.segmenter.prepare(to_rgb8(photo.pixels)), started)
 
     def _forward(self, batch: list[_Loaded], report: Callable[[FileResult], None]) -> Iterator[Mask | None]:
         """The model's outputs for a batch, in order; a failed pass fails its photos (None each)."""
@@ -198,21 +211,31 @@ class Runner:
         job = loaded.job
         try:
             rendered = self.task(loaded.photo, self._second_look(loaded, mask))
-            data = encode_photo(
-                rendered.photo, job.format or loaded.photo.format or ".png", self.options.quality
-            )
+            fmt = job.format or writable_format(loaded.photo.format or ".png")
+            if rendered.unchanged and same_format(fmt, loaded.photo.format):
+                data = loaded.data  # the very bytes, not a re-encoding
+            else:
+                data = encode_photo(rendered.photo, fmt, self.options.quality)
+            data = add_output_mark(data, self.task.mark)
             if job.mask_target is not None and rendered.mask is not None:
-                write_file(job.mask_target, encode_photo(rendered.mask, ".png", self.options.quality))
+                mask_data = encode_photo(rendered.mask, ".png", self.options.quality)
+                write_file(job.mask_target, add_output_mark(mask_data, "mask"))
             if job.target is None:
-                if self.write_stdout is None:
-                    raise BlurcliError(f"{STDOUT}: no standard output here")
-                self.write_stdout(data)
+                self._write_stdout(data)
             else:
                 write_file(job.target, data)
         except Exception as error:  # a bad file is reported, the batch goes on
             return _failure(job, error, loaded.started)
         output = STDOUT if job.target is None else str(job.target)
         return FileResult(job.name, output, "done", None, (time.perf_counter() - loaded.started) * 1000)
+
+    def _write_stdout(self, data: bytes) -> None:
+        if self.write_stdout is None:
+            raise BlurcliError(f"{STDOUT}: no standard output here")
+        try:
+            self.write_stdout(data)
+        except OSError as error:
+            raise BlurcliError(f"{STDOUT}: cannot write ({error.strerror or error})") from None
 
 
 def _failure(job: Job, error: Exception, started: float) -> FileResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,29 +24,59 @@ from rich.progress import (
 from rich.table import Table
 
 from blurcli import __version__
-from blurcli.batch import FileResult, RunOptions, StdIO, needs_model, run_jobs
+from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, needs_model, run_jobs
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
+from blurcli.device import resolve_device
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.photo import DEFAULT_MAX_PIXELS
-from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, plan_files
+from blurcli.plan import BLUR_NAMING, NAMED_LIKE_OUTPUT, PREDICT_NAMING, Job, plan_files
 from blurcli.refine import RefineOptions
 from blurcli.render import BlurTask, PredictMode, PredictTask, Task
 from blurcli.second_look import HeadMode, head_options
 from blurcli.segment import Segmenter, new_segmenter
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: what is written stays, nothing half-written is left."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 class _Group(typer.core.TyperGroup):
-    """Catches BlurcliError once for every command and prints it as one line on stderr."""
+    """Catches errors once for every command and prints each as one line on stderr: BlurcliError
+    (a user's mistake or bad input), OSError (a file system refusing), Ctrl-C and SIGTERM. Anything
+    else is a bug: one line too, and the traceback with BLURCLI_DEBUG=1."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BlurcliError as error:
-            _console().print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            _error(str(error))
             ctx.exit(error.exit_code)
+        except _Terminated:
+            _error("terminated (SIGTERM); finished outputs are kept, nothing half-written is left")
+            ctx.exit(143)
         except KeyboardInterrupt:
-            _console().print("[bold red]interrupted[/]")
+            _error("interrupted; finished outputs are kept, nothing half-written is left")
             ctx.exit(130)
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            _error(f"{where}{error.strerror or error}")
+            ctx.exit(1)
+        except Exception as error:
+            if os.environ.get("BLURCLI_DEBUG") or type(error).__module__.split(".")[0] in ("click", "typer"):
+                raise  # Typer's own exits and usage errors, which it prints
+            _error(f"internal error: {type(error).__name__}: {error}".splitlines()[0] + _REPORT)
+            ctx.exit(1)
+
+
+_REPORT = " (a bug: please report it, with the traceback BLURCLI_DEBUG=1 prints)"
+
+
+def _error(message: str) -> None:
+    _console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
 app = typer.Typer(
@@ -106,10 +137,12 @@ def _load_segmenter(
     weights: str | None, device: str, console: Console, subject: str | None = None
 ) -> Segmenter:
     with _progress(console, TextColumn("downloading weights"), BarColumn(), DownloadColumn()) as progress:
-        task = progress.add_task("download", total=None)
+        tasks: list[Any] = []  # the bar appears with the first bytes of a download, not before
 
         def on_progress(done: int, total: int | None) -> None:
-            progress.update(task, completed=done, total=total)
+            if not tasks:
+                tasks.append(progress.add_task("download", total=total))
+            progress.update(tasks[0], completed=done, total=total)
 
         return new_segmenter(weights, device, on_progress, subject)
 
@@ -140,9 +173,14 @@ def _stdio() -> StdIO:
     return StdIO(sys.stdin.buffer.read, _write_stdout)
 
 
-def _check_json(jobs: list[Job], as_json: bool) -> None:
-    if as_json and any(job.target is None for job in jobs):
+def _check_stdout(jobs: list[Job], as_json: bool) -> None:
+    """Image bytes on stdout only where they go to a file or a pipe, and never mixed with --json."""
+    if not any(job.target is None and job.skip is None for job in jobs):
+        return
+    if as_json:
         raise UsageError("--json writes to stdout, and so would the image; give -o FILE")
+    if sys.stdout.isatty():
+        raise UsageError("refusing to write an image to the terminal; redirect stdout or give -o FILE")
 
 
 def _run_jobs(
@@ -169,6 +207,8 @@ def _run_jobs(
             progress.update(bar, advance=1, rate=done / elapsed)
             if result.status == "failed":
                 errors.print(f"[bold red]error:[/] {result.error}", highlight=False, soft_wrap=True)
+            elif result.reason and result.reason.startswith(NAMED_LIKE_OUTPUT):  # maybe a user's photo
+                console.print(f"skipped {result.input}: {result.reason}", highlight=False, soft_wrap=True)
             if as_json:
                 sys.stdout.write(result.to_json() + "\n")
                 sys.stdout.flush()
@@ -178,12 +218,23 @@ def _run_jobs(
     counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "failed")}
     if len(results) > 1 or counts["skipped"]:
         console.print(
-            f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
-            f"in {seconds:.2f} s ({counts['done'] / max(seconds, 1e-9):.1f} images/s)",
+            f"{counts['done']} done, {counts['skipped']} skipped{_skip_reasons(results)}, "
+            f"{counts['failed']} failed in {seconds:.2f} s "
+            f"({counts['done'] / max(seconds, 1e-9):.1f} images/s)",
             highlight=False,
+            soft_wrap=True,
         )
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+def _skip_reasons(results: list[FileResult]) -> str:
+    """' (3 outputs exist: --overwrite redoes them; 2 are blurcli's outputs)', or '' with no skips."""
+    exist = sum(r.status == "skipped" and r.reason == EXISTS for r in results)
+    own = sum(r.status == "skipped" and r.reason != EXISTS for r in results)
+    parts = [f"{exist} output{'s' * (exist != 1)} exist: --overwrite redoes them"] if exist else []
+    parts += [f"{own} {'are' if own != 1 else 'is'} blurcli's output{'s' * (own != 1)}"] if own else []
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 ImagesArgument = Annotated[
@@ -228,11 +279,12 @@ RefineFlag = Annotated[
 def blur(
     images: ImagesArgument,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--output",
             "-o",
-            help="Output file (one input) or folder (mirrors input folders). "
+            help="Output file (one input, an image name) or folder (mirrors input folders; a name "
+            "ending in / is always a folder). "
             "Default: <stem>_blurred.<ext> beside each input.",
         ),
     ] = None,
@@ -283,9 +335,12 @@ def blur(
 ) -> None:
     """Blur the background of photos, keeping the person sharp."""
     planned = plan_files(images, output, BLUR_NAMING, recursive, fmt, mask, save_mask)
-    _check_json(planned, as_json)
+    _check_stdout(planned, as_json)
     console = _console(quiet)
-    segmenter = _load_segmenter(weights, device, console, subject) if needs_model(planned) else None
+    if needs_model(planned):
+        segmenter = _load_segmenter(weights, device, console, subject)
+    else:
+        segmenter, _ = None, resolve_device(device)  # no model needed, but a bad --device is still a mistake
     task = BlurTask(
         BlurOptions(strength=strength, feather=feather, kernel=kernel),
         RefineOptions() if refine else None,
@@ -300,7 +355,7 @@ def blur(
 def predict(
     images: ImagesArgument,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--output",
             "-o",
@@ -336,7 +391,7 @@ def predict(
         raise UsageError("--classes and --overlay cannot be used together")
     mode: PredictMode = "classes" if classes else "overlay" if show else "alpha"
     planned = plan_files(images, output, PREDICT_NAMING, recursive, fmt)
-    _check_json(planned, as_json)
+    _check_stdout(planned, as_json)
     segmenter = _load_segmenter(weights, device, _console(quiet), subject)
     task = PredictTask(mode, RefineOptions() if refine else None)
     options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite)
@@ -609,5 +664,6 @@ def _soup(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; SIGTERM stops a run as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app()

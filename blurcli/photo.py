@@ -3,25 +3,35 @@ orientation applied, EXIF/ICC carried over, bombs refused, clear errors, atomic 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import struct
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from blurcli.codec_messages import capturing, is_damage, plain, watched
 from blurcli.errors import BlurcliError
 from blurcli.metadata import (
+    MetadataTooLarge,
     exif_orientation,
     image_size,
+    png_chunk,
     png_icc_profile,
     sniff_format,
     tiff_tags,
+    webp_lossless,
     with_upright_orientation,
 )
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # read and written
+READ_ONLY_EXTENSIONS = (".heic", ".heif", ".avif")  # phone formats: read, written as JPEG
+INPUT_EXTENSIONS = IMAGE_EXTENSIONS + READ_ONLY_EXTENSIONS
 DEFAULT_MAX_PIXELS = 120_000_000  # above any phone or most cameras; a bigger file is likely a bomb
 # Formats OpenCV writes EXIF and ICC metadata into; its TIFF and BMP encoders take none.
 _METADATA_FORMATS = (".jpg", ".jpeg", ".png", ".webp")
@@ -35,6 +45,8 @@ _CAPABILITIES = {
     ".tif": (True, True),
     ".tiff": (True, True),
 }
+_FORMAT_NAMES = {".jpg": "JPEG", ".png": "PNG", ".webp": "WebP", ".bmp": "BMP", ".tif": "TIFF"}
+_SAME_FORMAT = {".jpeg": ".jpg", ".tiff": ".tif"}
 _ORIENT = {  # EXIF orientation -> how to make the stored pixels upright
     2: lambda a: a[:, ::-1],
     3: lambda a: a[::-1, ::-1],
@@ -58,6 +70,8 @@ class Photo:
     exif: bytes | None = None
     icc: bytes | None = None
     format: str | None = None
+    grey: bool = False  # RGBA whose colour is grey (a grey + alpha PNG): written back as grey + alpha
+    lossless: bool = False  # a lossless WebP: written back lossless
 
     @property
     def colour(self) -> np.ndarray:
@@ -103,27 +117,50 @@ def _truncation(data: bytes, fmt: str | None) -> str | None:
     return None
 
 
-def check_size(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """Refuse an image whose header declares more than `max_pixels`, before decoding anything."""
-    size = image_size(data)
+def check_size(
+    data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS, size: tuple[int, int] | None = None
+) -> None:
+    """Refuse an image whose header declares more than `max_pixels`, before decoding anything;
+    `size` (width, height) for formats whose size `metadata.image_size` cannot read."""
+    size = size or image_size(data)
     if size is not None and size[0] * size[1] > max_pixels:
         width, height = size
         raise BlurcliError(
-            f"{source}: {width}x{height} is {width * height / 1e6:.0f} MP, over the limit of "
-            f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels if the file is trusted)"
+            f"{source}: {width}x{height} is {_pixels(width * height)}, over the limit of "
+            f"{_pixels(max_pixels)} (raise it with --max-pixels if the file is trusted)"
         )
 
 
+def _pixels(count: int) -> str:
+    """A pixel count for people: '12.2 MP' for photos, '3,072 pixels' below a megapixel."""
+    return f"{count / 1e6:.1f} MP" if count >= 1_000_000 else f"{count:,} pixels"
+
+
 def decode_photo(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
-    """Encoded bytes -> upright Photo with grey/alpha/16-bit kept; `source` names the file in errors."""
+    """Encoded bytes -> upright Photo with grey/alpha/16-bit kept; `source` names the file in errors.
+
+    A file the codec reports damaged (a warning on stderr, see codec_messages) fails here.
+    """
     if not data:
         raise BlurcliError(f"{source}: empty file")
     fmt = sniff_format(data)
     reason = _truncation(data, fmt)
     if reason:
         raise BlurcliError(f"{source}: {reason}")
+    if fmt in READ_ONLY_EXTENSIONS:
+        from blurcli.heif import decode_heif  # optional libraries; heif.py builds on this module
+
+        return decode_heif(data, source, max_pixels)
     check_size(data, source, max_pixels)
-    pixels, kinds, blobs = cv2.imdecodeWithMetadata(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        png_icc = png_icc_profile(data) if fmt == ".png" else None
+    except MetadataTooLarge as error:
+        raise BlurcliError(f"{source}: {error}") from None
+    with capturing():
+        (pixels, kinds, blobs), messages = watched(lambda: _imdecode(data))
+    damage = [plain(line) for line in messages if is_damage(line)]
+    if damage:
+        raise BlurcliError(f"{source}: damaged {_FORMAT_NAMES.get(fmt or '', 'image')} ({damage[0]})")
     if pixels is None or pixels.size == 0:
         raise BlurcliError(f"{source}: not an image, or a format OpenCV cannot read")
     kinds = () if kinds is None else [int(kind) for kind in np.ravel(kinds)]
@@ -136,9 +173,18 @@ def decode_photo(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS)
     return Photo(
         pixels=pixels,
         exif=with_upright_orientation(exif) if exif else None,
-        icc=found.get(cv2.IMAGE_METADATA_ICCP) or (png_icc_profile(data) if fmt == ".png" else None),
+        icc=found.get(cv2.IMAGE_METADATA_ICCP) or png_icc,
         format=fmt,
+        grey=fmt == ".png" and data[25:26] == b"\x04" and pixels.ndim == 3,  # IHDR colour type 4
+        lossless=fmt == ".webp" and webp_lossless(data),
     )
+
+
+def _imdecode(data: bytes) -> tuple[np.ndarray | None, object, object]:
+    try:
+        return cv2.imdecodeWithMetadata(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None, None, None
 
 
 def _tiff_orientation(data: bytes) -> int:
@@ -198,6 +244,14 @@ def normalize_extension(ext: str) -> str:
     return ext
 
 
+def writable_format(ext: str, keep_case: bool = False) -> str:
+    """The output extension for an input's: itself, or '.jpg' for formats blurcli only reads
+    (HEIC, AVIF). `keep_case` keeps '.JPG' as the user wrote it (for names), else normalised."""
+    if ext.lower() in READ_ONLY_EXTENSIONS:
+        return ".jpg"
+    return ext if keep_case else normalize_extension(ext)
+
+
 def fit_to_format(pixels: np.ndarray, ext: str) -> np.ndarray:
     """Drop what the format cannot hold: alpha for JPEG, 16-bit samples for JPEG, WebP and BMP."""
     keeps_alpha, keeps_16bit = _CAPABILITIES[normalize_extension(ext)]
@@ -245,17 +299,49 @@ def encode_image(
 
 
 def encode_photo(photo: Photo, ext: str, quality: int = 95) -> bytes:
-    """A Photo -> encoded bytes, carrying its EXIF and ICC where the format allows."""
-    return encode_image(photo.pixels, ext, quality, photo.exif, photo.icc)
+    """A Photo -> encoded bytes, carrying its EXIF and ICC where the format allows; grey + alpha
+    and lossless WebP sources are written the same way back."""
+    ext = normalize_extension(ext)
+    pixels = photo.pixels
+    if photo.grey and pixels.ndim == 3:
+        if ext == ".png" and pixels.shape[2] == 4:
+            return encode_grey_alpha_png(pixels[..., 0], pixels[..., 3], photo.icc)
+        pixels = fit_to_format(pixels, ext)[..., 0] if not _CAPABILITIES[ext][0] else pixels
+    if ext == ".webp" and photo.lossless:
+        quality = 101  # OpenCV: above 100 is lossless
+    return encode_image(pixels, ext, quality, photo.exif, photo.icc)
+
+
+def encode_grey_alpha_png(grey: np.ndarray, alpha: np.ndarray, icc: bytes | None = None) -> bytes:
+    """(H, W) grey and alpha, 8- or 16-bit -> a PNG of colour type 4, which OpenCV cannot write."""
+    height, width = grey.shape
+    samples = np.stack([grey, alpha], axis=-1).astype(grey.dtype.newbyteorder(">"))
+    rows = samples.reshape(height, -1).view(np.uint8)
+    step = 2 * grey.dtype.itemsize  # bytes per pixel: the 'Sub' filter predicts from the left pixel
+    filtered = rows.copy()
+    filtered[:, step:] -= rows[:, :-step]
+    scanlines = np.concatenate([np.ones((height, 1), np.uint8), filtered], axis=1)
+    header = struct.pack(">IIBBBBB", width, height, 8 * grey.dtype.itemsize, 4, 0, 0, 0)
+    chunks = [(b"IHDR", header)]
+    if icc:
+        chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    chunks += [(b"IDAT", zlib.compress(scanlines.tobytes(), 6)), (b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(png_chunk(kind, body) for kind, body in chunks)
+
+
+def same_format(first: str | None, second: str | None) -> bool:
+    """Whether two extensions name one format ('.jpeg' is '.jpg')."""
+    return first is not None and _SAME_FORMAT.get(first, first) == _SAME_FORMAT.get(second or "", second)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write to a temp file beside `path`, then rename: readers never see a half-written file.
 
-    The file gets the usual permissions (0666 minus the umask), not mkstemp's private 0600.
+    The temp file is `.<name>.<pid>.<random>.part`, so a later run can tell one left by a killed
+    process (`remove_stale_parts`). The file gets the usual permissions (0666 minus the umask).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as handle:
@@ -264,6 +350,42 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_parts(targets: Iterable[Path]) -> list[Path]:
+    """Delete temp files of these outputs left by blurcli processes that no longer run (killed
+    mid-write); those of a live process (another run writing now) are left alone. Each folder is
+    listed once. Returns what was removed."""
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        by_folder.setdefault(target.parent, set()).add(target.name)
+    removed: list[Path] = []
+    for folder, names in by_folder.items():
+        try:
+            parts = [entry for entry in folder.iterdir() if entry.name.endswith(".part")]
+        except OSError:
+            continue
+        for part in parts:
+            name, _, fields = part.name[1 : -len(".part")].rpartition(".")[0].rpartition(".")
+            if not part.name.startswith(".") or name not in names or not fields.isdigit():
+                continue
+            if not _process_alive(int(fields)):
+                with contextlib.suppress(OSError):
+                    part.unlink()
+                    removed.append(part)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def write_file(path: Path, data: bytes) -> None:

@@ -4,17 +4,21 @@ into jobs, each with its output path, format and mask; refuse plans that would l
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.photo import IMAGE_EXTENSIONS, normalize_extension
+from blurcli.metadata import MARKED_FORMATS, output_mark, sniff_format
+from blurcli.photo import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, normalize_extension, writable_format
 
-# Stems of what `blur` and `predict` write; folders are searched without them, so reruns and
-# `blur --mask` on predict's output folder never take an output for a photo.
+# Stems of what `blur` and `predict` write. blurcli knows its outputs by the mark it writes into
+# their metadata; the names count only for formats that carry no mark (TIFF, BMP).
 OUTPUT_SUFFIXES = ("_blurred", "_mask")
 MASK_SUFFIX = "_mask"
+_HEAD_BYTES = 128 << 10  # where the mark sits in any file blurcli writes
+NAMED_LIKE_OUTPUT = "named like blurcli's output"  # the skip reason of a file without a mark
 STDIN = "<stdin>"
 STDOUT = "<stdout>"
 _GLOB_CHARS = frozenset("*?[")
@@ -46,6 +50,7 @@ class Job:
     format: str | None = None
     mask: Path | None = None  # a mask to use instead of the model's (8/16-bit grey, white = subject)
     mask_target: Path | None = None  # where to save the mask used (8-bit PNG)
+    skip: str | None = None  # why this input is left alone (it is blurcli's own output)
 
     @property
     def name(self) -> str:
@@ -63,17 +68,14 @@ def chosen_format(fmt: str | None) -> str | None:
 
 
 def find_inputs(
-    items: Sequence[str],
-    recursive: bool = False,
-    skip_suffixes: Sequence[str] = OUTPUT_SUFFIXES,
-    skip_under: Path | None = None,
+    items: Sequence[str], recursive: bool = False, skip_under: Path | None = None
 ) -> list[tuple[Path, Path]]:
     """Expand files, folders and glob patterns into (file, root) pairs, in a stable order.
 
     A folder yields its images (all levels with `recursive`); `root` is the folder, so outputs can
-    mirror the tree under it; a file's root is its own folder. Hidden files, files whose stem ends
-    with one of `skip_suffixes` (earlier outputs) and anything under `skip_under` (the output
-    folder) are left out of folders. A path that does not exist is kept, to be reported as a failed file.
+    mirror the tree under it; a file's root is its own folder. Hidden files and anything under
+    `skip_under` (the output folder) are left out of folders. A path that does not exist is kept,
+    to be reported as a failed file.
     """
     found: dict[Path, tuple[Path, Path]] = {}
     skip = skip_under.resolve() if skip_under is not None else None
@@ -83,38 +85,55 @@ def find_inputs(
             matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
             pairs = [(m, m.parent) for m in matches if m.is_file()]
             for folder in (m for m in matches if m.is_dir()):
-                pairs.extend(_folder_images(folder, recursive, skip_suffixes, skip))
+                pairs.extend(_folder_images(folder, recursive, skip))
             if not matches:
                 pairs = [(path, path.parent)]
         elif path.is_dir():
-            pairs = list(_folder_images(path, recursive, skip_suffixes, skip))
+            pairs = list(_folder_images(path, recursive, skip))
         else:
             pairs = [(path, path.parent)]
         for file, root in pairs:
-            found.setdefault(file.resolve(), (file, root))
+            if skip is None or skip not in file.resolve().parents:
+                found.setdefault(file.resolve(), (file, root))
     return list(found.values())
 
 
-def _folder_images(
-    folder: Path, recursive: bool, skip_suffixes: Sequence[str], skip: Path | None
-) -> Iterator[tuple[Path, Path]]:
+def _folder_images(folder: Path, recursive: bool, skip: Path | None) -> Iterator[tuple[Path, Path]]:
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     for path in sorted(candidates):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-            continue
-        if any(path.stem.endswith(suffix) for suffix in skip_suffixes if suffix):
+        if path.suffix.lower() not in INPUT_EXTENSIONS or not path.is_file():
             continue
         if skip is not None and skip in path.resolve().parents:
             continue
         yield path, folder
 
 
+def why_skip(path: Path) -> str | None:
+    """Why an input is blurcli's own output (so a rerun or a shell glob does not blur it again),
+    or None for a user's photo: the mark in its metadata, or for formats without one, its name."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_HEAD_BYTES)
+    except OSError:
+        return None  # reading fails again, and is reported, when the photo is processed
+    kind = output_mark(head)
+    if kind is not None:
+        return f"blurcli's own output (marked '{kind}' in its metadata)"
+    fmt = sniff_format(head)
+    suffix = next((end for end in OUTPUT_SUFFIXES if path.stem.endswith(end)), None)
+    if suffix and fmt is not None and fmt not in MARKED_FORMATS:
+        return (
+            f"{NAMED_LIKE_OUTPUT} ({suffix}; {fmt[1:].upper()} files carry no mark): rename it to process it"
+        )
+    return None
+
+
 def plan_jobs(
     inputs: Sequence[tuple[Path, Path]],
-    output: Path | None,
+    output: Path | str | None,
     suffix: str,
     fmt: str | None = None,
     folder_suffix: str | None = None,
@@ -122,36 +141,51 @@ def plan_jobs(
 ) -> list[Job]:
     """Output path per input: `<stem><suffix><ext>` beside it by default, else under `output`.
 
-    `output` is a file when there is one input file and it has an extension (which then sets the
-    format); otherwise a folder, in which folder inputs keep their tree and names get
-    `folder_suffix` (default: `suffix`); `-` is stdout. The extension is `fmt`, else
-    `default_format`, else the input's. Writing over an input, or two inputs sharing one output, is
-    a usage error.
+    `output` names a file when there is one input and it ends in an image extension (which must
+    agree with `fmt`); otherwise it is a folder (always with a trailing slash), in which folder
+    inputs keep their tree and names get `folder_suffix` (default: `suffix`); `-` is stdout. The
+    extension is `fmt`, else `default_format`, else the input's (JPEG for formats blurcli reads but
+    does not write). Writing over an input, or two inputs sharing one output, is a usage error.
     """
     ext = chosen_format(fmt)
     default = normalize_extension(default_format) if default_format else None
-    if output == Path("-"):  # -o - : standard output, for one photo
+    if output is not None and str(output) == "-":  # -o - : standard output, for one photo
         if len(inputs) != 1:
             raise UsageError(f"-o - writes one image to stdout, but there are {len(inputs)} inputs")
         path = inputs[0][0]
-        return [Job(path, None, ext or default or normalize_extension(path.suffix or ".png"))]
-    names_file = output is not None and output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
-    if names_file and len(inputs) > 1:
-        raise UsageError(f"-o {output} names one file, but there are {len(inputs)} inputs; give a folder")
-    single_file = output is not None and len(inputs) == 1 and output.suffix != "" and not output.is_dir()
+        return [Job(path, None, ext or default or writable_format(path.suffix or ".png"))]
+    target_file = _output_file(output, len(inputs), ext)
     in_folder = suffix if folder_suffix is None else folder_suffix
     jobs = []
     for path, root in inputs:
-        name_ext = ext or default or path.suffix
+        name_ext = ext or default or writable_format(path.suffix, keep_case=True)
         if output is None:
             target = path.with_name(f"{path.stem}{suffix}{name_ext}")
-        elif single_file:
-            target = output
+        elif target_file is not None:
+            target = target_file
         else:
-            target = output / _relative_folder(path, root) / f"{path.stem}{in_folder}{name_ext}"
-        jobs.append(Job(path, target, ext or normalize_extension(target.suffix or ".png")))
+            target = Path(output) / _relative_folder(path, root) / f"{path.stem}{in_folder}{name_ext}"
+        jobs.append(Job(path, target, ext or normalize_extension(target.suffix)))
     _check_targets(inputs, jobs)
     return jobs
+
+
+def _output_file(output: Path | str | None, count: int, ext: str | None) -> Path | None:
+    """The file `-o` names, or None when it names a folder (see plan_jobs)."""
+    if output is None:
+        return None
+    text, path = str(output), Path(output)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        return None
+    if path.exists() and count > 1:
+        raise UsageError(f"-o {output} is an existing file, but there are {count} inputs; give a folder")
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return None  # '2024.06', 'out': a folder
+    if count > 1:
+        raise UsageError(f"-o {output} names one file, but there are {count} inputs; give a folder")
+    if ext is not None and normalize_extension(path.suffix) != ext:
+        raise UsageError(f"-o {output} is a {path.suffix} file, but --format asks for {ext}; drop one")
+    return path
 
 
 def _relative_folder(path: Path, root: Path) -> Path:
@@ -172,7 +206,10 @@ def _check_targets(inputs: Sequence[tuple[Path, Path]], jobs: Sequence[Job]) -> 
                 continue
             key = target.resolve()
             if key in sources:
-                raise UsageError(f"{target}: refusing to overwrite an input file")
+                raise UsageError(
+                    f"{target}: refusing to overwrite an input file (it is not blurcli's output); "
+                    "rename it or give -o"
+                )
             if key in seen:
                 raise UsageError(f"{job.name} and {seen[key]} would both be written to {target}")
             seen[key] = job.name
@@ -222,17 +259,34 @@ def _mask_in(folder: Path, source: Path | None, root: Path | None) -> Path:
     return candidates[0]  # missing: this photo fails with the name of the file looked for
 
 
-def stdio_job(output: Path | None, fmt: str | None) -> Job:
+def stdio_job(output: Path | str | None, fmt: str | None) -> Job:
     """The job for '-': stdin to stdout, or to `output`; format from `fmt`, the output's or the input's."""
-    output = None if output == Path("-") else output
-    if fmt:
-        return Job(None, output, chosen_format(fmt))
-    return Job(None, output, normalize_extension(output.suffix) if output and output.suffix else None)
+    target = None if output is None or str(output) == "-" else Path(output)
+    if target is not None and (str(output).endswith(("/", os.sep)) or target.is_dir()):
+        raise UsageError(f"-o {output} is a folder; a photo from stdin needs a file name (or -o -)")
+    if target is not None and target.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise UsageError(f"-o {output}: not an image name (use one of {', '.join(IMAGE_EXTENSIONS)})")
+    ext = chosen_format(fmt)
+    if ext and target is not None and normalize_extension(target.suffix) != ext:
+        raise UsageError(f"-o {output} is a {target.suffix} file, but --format asks for {ext}; drop one")
+    return Job(None, target, ext or (normalize_extension(target.suffix) if target is not None else None))
+
+
+def skip_outputs(inputs: Sequence[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[Job]]:
+    """Inputs split into photos to process and jobs that skip blurcli's own outputs (`why_skip`)."""
+    photos, skipped = [], []
+    for path, root in inputs:
+        reason = why_skip(path)
+        if reason is None:
+            photos.append((path, root))
+        else:
+            skipped.append(Job(path, None, skip=reason))
+    return photos, skipped
 
 
 def plan_files(
     items: Sequence[str],
-    output: Path | None = None,
+    output: Path | str | None = None,
     naming: Naming = BLUR_NAMING,
     recursive: bool = False,
     fmt: str | None = None,
@@ -240,16 +294,23 @@ def plan_files(
     save_mask: bool = False,
 ) -> list[Job]:
     """The command line's inputs -> jobs: files, folders and globs (see `find_inputs`), or '-'
-    (stdin), which stands alone; outputs named by `naming` (see `plan_jobs`), masks by `add_masks`."""
+    (stdin), which stands alone; outputs named by `naming` (see `plan_jobs`), masks by `add_masks`.
+    blurcli's own outputs among the inputs become jobs that skip them, with the reason."""
     if "-" in items:
         if len(items) > 1:
             raise UsageError("'-' (stdin) cannot be mixed with other inputs")
-        default = None if output and output.suffix else naming.format
-        return add_masks([stdio_job(output, fmt or default)], [], mask, save_mask)
-    inputs = find_inputs(items, recursive, skip_under=output)
-    if not inputs:
+        names_format = output is not None and Path(output).suffix != ""
+        return add_masks(
+            [stdio_job(output, fmt or (None if names_format else naming.format))], [], mask, save_mask
+        )
+    folder = None if output is None or str(output) == "-" else Path(output)
+    found = find_inputs(items, recursive, skip_under=folder)
+    if not found:
         raise UsageError(
             f"no images found in {', '.join(items)}" + ("" if recursive else " (try --recursive)")
         )
+    inputs, skipped = skip_outputs(found)
+    if not inputs:
+        return skipped
     planned = plan_jobs(inputs, output, naming.beside, fmt, naming.in_folder, naming.format)
-    return add_masks(planned, inputs, mask, save_mask)
+    return add_masks(planned, inputs, mask, save_mask) + skipped

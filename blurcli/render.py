@@ -43,14 +43,18 @@ class Mask:
 
 @dataclass(frozen=True)
 class Rendered:
-    """What a task made of one photo: the photo to write, and the mask it used if asked."""
+    """What a task made of one photo: the photo to write, and the mask it used if asked;
+    `unchanged`: the photo is the input as it was (its file can be copied, not re-encoded)."""
 
     photo: Photo
     mask: Photo | None = None
+    unchanged: bool = False
 
 
 class Task(Protocol):
     """What to make of each photo in a batch (`BlurTask`, `PredictTask`)."""
+
+    mark: str  # the kind of output, written into its metadata so reruns know it (metadata.add_output_mark)
 
     @property
     def subject_only(self) -> bool:
@@ -70,6 +74,7 @@ class BlurTask:
     refine: RefineOptions | None = field(default_factory=RefineOptions)
     save_mask: bool = False
     keep_empty: bool = False
+    mark: str = "blurred"
 
     @property
     def subject_only(self) -> bool:
@@ -86,6 +91,7 @@ class PredictTask:
 
     mode: PredictMode = "alpha"
     refine: RefineOptions | None = field(default_factory=RefineOptions)
+    mark: str = "mask"
 
     @property
     def subject_only(self) -> bool:
@@ -113,9 +119,8 @@ def render_blur(
     was found (no probability over one half) unchanged, instead of blurring it all over.
     """
     if keep_empty and float(mask.values.max(initial=0.0)) <= 0.5:
-        return Rendered(
-            photo, alpha_photo(np.zeros(photo.pixels.shape[:2], np.float32)) if keep_mask else None
-        )
+        empty = alpha_photo(np.zeros(photo.pixels.shape[:2], np.float32)) if keep_mask else None
+        return Rendered(photo, empty, unchanged=True)
     colour = photo.colour
     if mask.given:  # already at full resolution: nothing to enlarge
         alpha, factor, small = np.clip(mask.values.astype(np.float32), 0.0, 1.0), 1, colour
@@ -132,13 +137,21 @@ def render_blur(
 
 def alpha_photo(alpha: np.ndarray) -> Photo:
     """(H, W) float mask in [0, 1] -> an 8-bit grey Photo (0 background, 255 subject)."""
-    return Photo(np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return Photo(_alpha_bytes(alpha))
+
+
+def _alpha_bytes(alpha: np.ndarray) -> np.ndarray:
+    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def mask_from_photo(mask: Photo, size: tuple[int, int], name: str) -> Mask:
-    """A user's mask image (grey or colour, 8 or 16 bit; white = subject) -> a given Mask at the
-    photo's `size`, enlarged if smaller. A mask of another shape than the photo is refused."""
-    values = mask.colour
+    """A user's mask image -> a given Mask at the photo's `size`, enlarged if smaller. A mask with
+    transparency (a cut-out, as rembg and editors write them) is its alpha channel; otherwise its
+    grey level (white = subject). A mask of another shape than the photo is refused."""
+    if mask.has_alpha and mask.pixels[..., 3].min() < np.iinfo(mask.pixels.dtype).max:
+        values = mask.pixels[..., 3]
+    else:
+        values = mask.colour
     if values.ndim == 3:
         values = cv2.cvtColor(values, cv2.COLOR_RGB2GRAY)
     alpha = values.astype(np.float32) * (1 / np.iinfo(values.dtype).max)
@@ -159,10 +172,21 @@ def mask_photo(
     guide = grey_guide(to_8bit(photo.colour))
     if mode == "alpha":
         return alpha_photo(enlarge_mask(low, guide, refine))
-    classes = enlarge_classes(low, guide, refine)
+    classes = decide_classes(low, guide, refine)
     if mode == "classes":
         return Photo(classes)
     return Photo(overlay(to_rgb8(photo.pixels), classes))
+
+
+def decide_classes(low: np.ndarray, guide: np.ndarray, refine: RefineOptions | None) -> np.ndarray:
+    """(h, w, C) class probabilities -> (H, W) class map by the rule of the alpha mask: a pixel is
+    subject where its alpha is 128 or more (subject probability over one half), and then the
+    likelier of the subject classes (skin or hair); so --classes and the alpha never disagree."""
+    subject = _alpha_bytes(enlarge_mask(1.0 - low[..., 0], guide, refine)) >= 128
+    if low.shape[-1] == 2:
+        return subject.astype(np.uint8)
+    parts = enlarge_classes(np.ascontiguousarray(low[..., 1:]), guide, refine) + 1
+    return np.where(subject, parts, 0).astype(np.uint8)
 
 
 def overlay(image: np.ndarray, classes: np.ndarray, opacity: float = 0.45) -> np.ndarray:

@@ -66,7 +66,9 @@ def test_outputs_beside_inputs_are_not_taken_as_inputs_on_a_rerun(tree: Path, ti
     assert _run("blur", tree, "-r", "-w", tiny_weights).exit_code == 0
     result = _run("blur", tree, "-r", "-w", tiny_weights)
     assert result.exit_code == 0
-    assert "0 done, 4 skipped, 0 failed" in result.stderr
+    assert "0 done, 8 skipped (4 outputs exist: --overwrite redoes them; 4 are blurcli's outputs)" in (
+        result.stderr
+    )
     assert not list(tree.rglob("*_blurred_blurred*"))
 
 
@@ -120,8 +122,11 @@ def test_bad_files_are_named_and_the_good_ones_done(
     assert "empty.png: empty file" in result.stderr
     assert "text.webp: not an image" in result.stderr
     assert "locked.png: permission denied" in result.stderr
+    assert (
+        "corrupt.jpg: damaged JPEG (Corrupt JPEG data" in result.stderr
+    )  # libjpeg's warning, not a grey half
     failed = {name for name, line in status.items() if line["status"] == "failed"}
-    assert failed == {"cut.jpg", "empty.png", "text.webp", "locked.png"}
+    assert failed == {"corrupt.jpg", "cut.jpg", "empty.png", "text.webp", "locked.png"}
     for name in failed:
         assert status[name]["error"].startswith(str(bad / name))
         assert not list(out.glob(Path(name).stem + "_blurred*"))
@@ -132,7 +137,7 @@ def test_json_lines_have_every_field(tree: Path, tiny_weights: Path) -> None:
     result = _run("predict", tree / "a.jpg", tree / "missing.jpg", "-w", tiny_weights, "--json", "-q")
     assert result.exit_code == 1
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [set(line) for line in lines] == [{"input", "output", "status", "error", "ms"}] * 2
+    assert [set(line) for line in lines] == [{"input", "output", "status", "error", "ms", "reason"}] * 2
     by_status = {line["status"]: line for line in lines}
     assert by_status["done"]["output"] == str(tree / "a_mask.png")
     assert "no such file" in by_status["failed"]["error"]
@@ -141,7 +146,7 @@ def test_json_lines_have_every_field(tree: Path, tiny_weights: Path) -> None:
 def test_pixel_limit_is_reported_per_file(tree: Path, tiny_weights: Path) -> None:
     result = _run("blur", tree / "a.jpg", tree / "b.png", "-w", tiny_weights, "--max-pixels", "1000")
     assert result.exit_code == 1
-    assert "a.jpg: 64x48 is 0 MP, over the limit" in result.stderr
+    assert "a.jpg: 64x48 is 3,072 pixels, over the limit of 1,000 pixels" in result.stderr
     assert not (tree / "a_blurred.jpg").exists()
 
 

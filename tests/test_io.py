@@ -228,7 +228,9 @@ def test_webp_sizes_for_lossless_and_extended_files() -> None:
 
 def test_pixel_limit_refuses_a_bomb_before_decoding() -> None:
     data = encode_image(np.zeros((100, 200, 3), np.uint8), ".png")
-    with pytest.raises(BlurcliError, match=r"bomb\.png: 200x100 is 0 MP, over the limit"):
+    with pytest.raises(
+        BlurcliError, match=r"bomb\.png: 200x100 is 20,000 pixels, over the limit of 19,999 pixels"
+    ):
         decode_photo(data, "bomb.png", max_pixels=19_999)
     assert decode_photo(data, "ok.png", max_pixels=20_000).pixels.shape == (100, 200, 3)
 

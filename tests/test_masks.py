@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from blurcli.cli import app
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.photo import Photo, read_photo, write_image
-from blurcli.plan import Job, add_masks, find_inputs
+from blurcli.plan import Job, add_masks, find_inputs, skip_outputs
 from blurcli.render import mask_from_photo
 
 runner = CliRunner()
@@ -91,8 +91,14 @@ def test_save_mask_writes_the_mask_predict_would(tmp_path: Path, tiny_weights: P
         == 0
     )
     np.testing.assert_array_equal(saved, read_photo(tmp_path / "predicted.png").pixels)
-    # Folders are searched without earlier outputs: a rerun takes neither p_blurred nor p_mask.
-    assert [p.name for p, _ in find_inputs([str(tmp_path)])] == ["p.png", "predicted.png"]
+    # blurcli knows its outputs by their mark: a rerun takes neither p_blurred nor the masks.
+    photos, skipped = skip_outputs(find_inputs([str(tmp_path)]))
+    assert [p.name for p, _ in photos] == ["p.png"]
+    assert sorted(job.name.rsplit("/", 1)[-1] for job in skipped) == [
+        "p_blurred.png",
+        "p_mask.png",
+        "predicted.png",
+    ]
     # ... and blurring again with the saved mask gives the same picture without the model.
     again = _run("blur", tmp_path / "p.png", "--mask", tmp_path / "p_mask.png", "-o", tmp_path / "again.png")
     assert again.exit_code == 0, again.output

@@ -116,7 +116,14 @@ def test_interrupted_batch_leaves_whole_files_and_a_rerun_finishes(
     assert len(list(out.iterdir())) == 6
 
 
-def test_sigint_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, tiny_weights: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "code", "word"), [(signal.SIGINT, 130, b"interrupted"), (signal.SIGTERM, 143, b"terminated")]
+)
+def test_a_signal_stops_cleanly_and_a_rerun_finishes(
+    tmp_path: Path, tiny_weights: Path, stop: signal.Signals, code: int, word: bytes
+) -> None:
+    """Ctrl-C, and SIGTERM (what `kill`, systemd and container runtimes send), stop a batch the
+    same way: a message, finished outputs kept, no temp file left; a rerun does the rest."""
     count = 150
     _photos(tmp_path / "in", count, size=200)
     out = tmp_path / "out"
@@ -127,11 +134,11 @@ def test_sigint_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, tiny_weights:
     while time.monotonic() < deadline and process.poll() is None and not list(out.glob("*.png")):
         time.sleep(0.02)
     assert process.poll() is None, "the batch ended before it could be interrupted"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
     assert b"Traceback" not in stderr
-    assert process.returncode == 130, stderr.decode()
-    assert b"interrupted" in stderr
+    assert process.returncode == code, stderr.decode()
+    assert word in stderr and len(stderr.splitlines()) == 1
     assert 1 <= len(list(out.glob("*.png"))) < count  # stopped part way
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     rerun = subprocess.run(command, capture_output=True, timeout=120, check=False)
