@@ -7,7 +7,9 @@ blurcli decodes or encodes, fd 2 goes into a pipe that a reader thread drains; P
 to fail. Calls run in parallel threads, so a call that saw a line runs again alone to be sure the
 line was its own (codecs are deterministic); calls that saw nothing never wait on each other.
 
-fd 2 belongs to the whole process, so the capture is one per process, shared by reference count.
+Lines printed while no codec call runs (other C libraries) still reach the terminal; one printed
+by something else just as a codec call runs may be dropped. fd 2 belongs to the whole process, so
+the capture is one per process, shared by reference count.
 """
 
 from __future__ import annotations
@@ -119,14 +121,16 @@ class _Capture:
             self._take(pending)
 
     def _take(self, raw: bytes) -> None:
+        # A codec's line left without its newline runs into the next sync token: split them.
+        raw, _, token = raw.partition(_SYNC)
         with self.lock:
-            if raw.startswith(_SYNC):
-                self._synced.add(int(raw[len(_SYNC) :]))
-            elif self.active:
+            if raw and self.active:
                 self._lines.append(raw.decode("utf-8", "replace").strip())
-            else:
+            elif raw:
                 with suppress(OSError):
                     os.write(self._saved, raw + b"\n")
+            if token.isdigit():
+                self._synced.add(int(token))
             self.lock.notify_all()
 
     def mark(self) -> int:
