@@ -241,7 +241,8 @@ class Runner:
 def _failure(job: Job, error: Exception, started: float) -> FileResult:
     """A FileResult for a file that failed; unexpected errors still name the file, in one line."""
     if isinstance(error, BlurcliError):
-        message = str(error)
+        named = (job.name, STDOUT, *(str(path) for path in (job.target, job.mask, job.mask_target) if path))
+        message = str(error) if str(error).startswith(named) else f"{job.name}: {error}"
     else:
         message = f"{job.name}: {type(error).__name__}: {error}".splitlines()[0]
     return FileResult(job.name, None, "failed", message, (time.perf_counter() - started) * 1000)

@@ -10,6 +10,10 @@ Inference, fine-tuning (`--init`), `--resume`, `--teacher` and soups all build t
 from __future__ import annotations
 
 import io
+import math
+import pickle
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,7 @@ from torch import nn
 
 from blurcli.errors import BlurcliError
 from blurcli.model import UNet, UNetConfig
+from blurcli.paths import os_reason
 from blurcli.photo import write_bytes_atomic
 from blurcli.preprocess import CLASSES, NORMALIZATION
 
@@ -47,7 +52,8 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint, half: bool = False) -> None:
-    """Write atomically; `half` stores float tensors as float16 (half the size, same predictions)."""
+    """Write atomically; `half` stores float tensors as float16 (half the size, same predictions).
+    A file system's refusal is a one-line BlurcliError naming `path`."""
     tensors = {
         k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
         for k, v in checkpoint.state_dict.items()
@@ -67,68 +73,206 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint, half: bool = False) -> N
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+    try:
+        write_bytes_atomic(path, buffer.getvalue())
+    except OSError as error:
+        raise BlurcliError(f"{path}: cannot write ({os_reason(error, path)})") from None
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Read a checkpoint safely (weights_only); anything else is a one-line BlurcliError."""
+    """Read a checkpoint safely (weights_only) and check that it describes a network blurcli can
+    build; anything else is a one-line BlurcliError naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise BlurcliError(f"{path}: no such weights file")
-    if path.is_dir():
-        raise BlurcliError(f"{path}: is a directory, not a weights file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with path.open("rb") as handle:
+            head = handle.read(64)
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise BlurcliError(f"{path}: no such weights file") from None
+        if isinstance(error, IsADirectoryError):
+            raise BlurcliError(f"{path}: is a directory, not a weights file") from None
+        raise BlurcliError(f"{path}: cannot read ({os_reason(error, path)})") from None
+    foreign = _foreign_kind(head)
+    if foreign:
+        raise BlurcliError(f"{path}: not a blurcli checkpoint ({foreign})")
+    try:
+        with warnings.catch_warnings():  # torch's advice is for its own developers, not our users
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load fails in many ways on a damaged or foreign file
-        raise BlurcliError(f"{path}: not a readable weights file ({_reason(error)})") from None
+        if isinstance(error, OSError) and error.filename:  # the file system's, not the format's
+            raise BlurcliError(f"{path}: cannot read ({os_reason(error, path)})") from None
+        raise BlurcliError(f"{path}: not a blurcli checkpoint ({_reason(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise BlurcliError(f"{path}: not a blurcli checkpoint")
-    if payload.get("version", 0) > FORMAT_VERSION:
-        raise BlurcliError(f"{path}: written by a newer blurcli (format {payload['version']}); upgrade")
+        raise BlurcliError(f"{path}: not a blurcli checkpoint (a PyTorch file of another kind)")
+    version = payload.get("version", 0)
+    if not isinstance(version, int):
+        raise BlurcliError(f"{path}: damaged blurcli checkpoint (bad field version {version!r})")
+    if version > FORMAT_VERSION:
+        raise BlurcliError(f"{path}: written by a newer blurcli (format {version}); upgrade")
     try:
-        return Checkpoint(
+        checkpoint = Checkpoint(
             config=UNetConfig.from_dict(payload["config"]),
             state_dict={
-                k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
+                str(k): v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
             },
             input_size=int(payload["input_size"]),
-            classes=tuple(payload["classes"]),
+            classes=tuple(str(name) for name in payload["classes"]),
             subjects=tuple(payload.get("subjects") or ("head",)),  # older checkpoints: heads only
-            normalization=payload["normalization"],
+            normalization={k: [float(x) for x in payload["normalization"][k]] for k in ("mean", "std")},
             metrics=payload.get("metrics") or {},
             info=payload.get("info") or {},
             resume=payload.get("resume"),
         )
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as error:
         raise BlurcliError(f"{path}: damaged blurcli checkpoint (bad field {error})") from None
+    problem = _describe_problem(checkpoint)
+    if problem:
+        raise BlurcliError(f"{path}: damaged blurcli checkpoint ({problem})")
+    return checkpoint
+
+
+# The first bytes of files people pass as weights by mistake.
+_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"RIFF": "a RIFF file (WebP image?)",
+    b"\x1f\x8b": "a gzip archive",
+    b"%PDF": "a PDF document",
+}
+
+
+def _foreign_kind(head: bytes) -> str | None:
+    """What a file is when its first bytes say it is no torch.save file (a zip archive, or the
+    legacy pickle format); None when torch should try it."""
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return None
+    if not head:
+        return "an empty file"
+    for signature, kind in _SIGNATURES.items():
+        if head.startswith(signature):
+            return f"{kind}, not a PyTorch file"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return "text, not a PyTorch file"
+    return "not a PyTorch file"
 
 
 def _reason(error: BaseException) -> str:
-    """The informative line of a torch.load failure, shortened for a one-line message."""
+    """torch.load's failure in a few words: the line that says what was refused, or the first
+    sentence of what broke, without torch's advice to its own developers."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    picked = next((line for line in lines if "Unpickler error" in line), lines[0] if lines else "")
-    return (picked or type(error).__name__)[:160]
+    if isinstance(error, pickle.UnpicklingError):
+        detail = [
+            line for line in lines[1:] if not line.startswith(("Check the documentation", "Please file"))
+        ]
+        return "holds more than tensors and plain values" + (f": {detail[0]}" if detail else "")
+    if isinstance(error, OSError) and error.strerror:  # torch's reader: OSError(22, 'Invalid argument')
+        lines = [error.strerror]
+    text = re.sub(r"^\[enforce fail at [^\]]*\][ .]*", "", lines[0] if lines else "")
+    text = text.split(". ")[0].rstrip(".")
+    if len(text) < 8:  # KeyError('101'), EOFError(): the type says more
+        text = f"{type(error).__name__} {text}".strip()
+    return f"damaged or truncated: {text[:120]}"
+
+
+# Bounds no trained model comes near; beyond them a file would only allocate absurd memory.
+MAX_INPUT_SIZE = 4096
+MAX_WIDTH = 1024
+MAX_DEPTH = 8
+
+
+def _describe_problem(checkpoint: Checkpoint) -> str | None:
+    """What makes a checkpoint's description unusable, or None: the network it asks for, its
+    outputs against its classes, its normalisation."""
+    config = checkpoint.config
+    bounds = {
+        "in_channels": (3, 3),
+        "num_classes": (1, 64),
+        "width": (1, MAX_WIDTH),
+        "depth": (1, MAX_DEPTH),
+        "stem_stride": (1, 8),
+    }
+    for name, (low, high) in bounds.items():
+        value = getattr(config, name)
+        if not low <= value <= high:
+            return (
+                f"config {name} {value}, not {low}"
+                if low == high
+                else f"config {name} {value} outside {low}..{high}"
+            )
+    if not 1 <= checkpoint.input_size <= MAX_INPUT_SIZE:
+        return f"input_size {checkpoint.input_size} outside 1..{MAX_INPUT_SIZE}"
+    unknown = [s for s in checkpoint.subjects if s not in ("head", "person")]
+    if unknown or not checkpoint.subjects:
+        return f"subjects {list(checkpoint.subjects)} (known: head, person)"
+    outputs = len(checkpoint.classes) + ("person" in checkpoint.subjects)
+    if not checkpoint.classes or outputs != config.num_classes:
+        classes, subjects = list(checkpoint.classes), list(checkpoint.subjects)
+        return f"{config.num_classes} outputs for classes {classes} and subjects {subjects}"
+    for key in ("mean", "std"):
+        values = checkpoint.normalization[key]
+        if len(values) != config.in_channels or not all(math.isfinite(v) for v in values):
+            return f"normalization {key} {values}"
+    if not all(v > 0 for v in checkpoint.normalization["std"]):
+        return f"normalization std {checkpoint.normalization['std']}"
+    return None
 
 
 def build_model(checkpoint: Checkpoint, source: str = "weights", config: UNetConfig | None = None) -> UNet:
     """The UNet `config` describes (default: the checkpoint's own architecture) holding the
-    checkpoint's weights, in eval mode; weights that do not fit name the tensor and both shapes."""
-    model = UNet(config or checkpoint.config)
+    checkpoint's weights, in eval mode; weights that do not fit name the tensor and both shapes.
+
+    The shapes are compared on a network without memory ("meta" tensors) before the real one is
+    built, so a file that describes an enormous network fails in a line, not in an allocation."""
+    config = config or checkpoint.config
+    try:
+        with torch.device("meta"):
+            blueprint = UNet(config)
+    except (RuntimeError, ValueError, OverflowError) as error:  # sizes past what torch can describe
+        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        raise BlurcliError(f"{source}: cannot build the network its config describes ({reason})") from None
+    check_fit(blueprint, checkpoint.state_dict, source)
+    model = UNet(config)
     load_weights(model, checkpoint.state_dict, source)
     return model.eval()
 
 
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Copy `state_dict` into `model` (float16 storage becomes float32); every tensor must exist on
-    both sides with the same shape, else a one-line BlurcliError naming the first that does not."""
+    both sides with the same shape and kind, else a one-line BlurcliError naming the first that
+    does not."""
+    check_fit(model, state_dict, source)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:  # what check_fit does not foresee: torch's lines, the last says what
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[-1] if lines else type(error).__name__
+        raise BlurcliError(f"{source}: weights do not fit the model: {detail[:200]}") from None
+
+
+def check_fit(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise a one-line BlurcliError naming the first tensor `state_dict` lacks, has extra, or
+    holds in another shape or kind (a real number where the model has one, or an integer)."""
     expected = model.state_dict()
     for name, tensor in expected.items():
         found = state_dict.get(name)
-        if found is None or tuple(found.shape) != tuple(tensor.shape):
-            raise _mismatch(source, name, tuple(tensor.shape), None if found is None else tuple(found.shape))
+        if not isinstance(found, torch.Tensor) or tuple(found.shape) != tuple(tensor.shape):
+            shape = tuple(found.shape) if isinstance(found, torch.Tensor) else None
+            raise _mismatch(source, name, tuple(tensor.shape), shape)
+        if _kind(found) != _kind(tensor):
+            raise BlurcliError(
+                f"{source}: weights do not fit the model: tensor {name} expected {_kind(tensor)} "
+                f"numbers, found {found.dtype} (another kind of file?)"
+            )
     for name in state_dict.keys() - expected.keys():
         raise _mismatch(source, name, None, tuple(state_dict[name].shape))
-    model.load_state_dict(state_dict)
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    if tensor.is_complex():
+        return "complex"
+    return "real" if tensor.is_floating_point() else "integer" if tensor.dtype != torch.bool else "bool"
 
 
 def _mismatch(

@@ -570,7 +570,9 @@ def train(
     """
     from blurcli.training import TrainConfig
     from blurcli.training import train as run_training
+    from blurcli.training.soup import check_soup_metric
 
+    check_soup_metric(soup_by)  # an invalid value is a mistake with or without --soup
     console = _console(quiet)
     if soup:
         _soup(data, out, soup, device, limit, console, soup_by)

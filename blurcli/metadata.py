@@ -73,8 +73,11 @@ def image_size(data: bytes) -> tuple[int, int] | None:
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     pos = 2
     while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
+        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them, and so must we
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                return None
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -159,6 +162,21 @@ def png_metadata_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
             return
         yield kind, data[pos + 8 : pos + 8 + length]
         pos += 12 + length
+
+
+def png_problem(data: bytes) -> str | None:
+    """Why a PNG's chunk structure is broken (a chunk running past the end of the file, which
+    OpenCV would allocate memory for), or None."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if pos + 12 + length > len(data):
+            name = kind.decode("latin-1") if kind.isalpha() else repr(kind)
+            return f"chunk {name} claims {length:,} bytes, past the end of the file"
+        if kind == b"IEND":
+            return None
+        pos += 12 + length
+    return None
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:

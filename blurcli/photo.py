@@ -23,11 +23,13 @@ from blurcli.metadata import (
     image_size,
     png_chunk,
     png_icc_profile,
+    png_problem,
     sniff_format,
     tiff_tags,
     webp_lossless,
     with_upright_orientation,
 )
+from blurcli.paths import os_reason
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # read and written
 READ_ONLY_EXTENSIONS = (".heic", ".heif", ".avif")  # phone formats: read, written as JPEG
@@ -121,8 +123,13 @@ def check_size(
     data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS, size: tuple[int, int] | None = None
 ) -> None:
     """Refuse an image whose header declares more than `max_pixels`, before decoding anything;
-    `size` (width, height) for formats whose size `metadata.image_size` cannot read."""
+    `size` (width, height) for formats whose size `metadata.image_size` cannot read. A file of a
+    format whose header says its size, but whose header does not, is refused too: the decoder
+    might still find one, unchecked."""
     size = size or image_size(data)
+    fmt = sniff_format(data)
+    if size is None and fmt in _FORMAT_NAMES:
+        raise BlurcliError(f"{source}: damaged {_FORMAT_NAMES[fmt]} (no image size in its header)")
     if size is not None and size[0] * size[1] > max_pixels:
         width, height = size
         raise BlurcliError(
@@ -152,6 +159,9 @@ def decode_photo(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS)
 
         return decode_heif(data, source, max_pixels)
     check_size(data, source, max_pixels)
+    problem = png_problem(data) if fmt == ".png" else None
+    if problem:
+        raise BlurcliError(f"{source}: damaged PNG ({problem})")
     try:
         png_icc = png_icc_profile(data) if fmt == ".png" else None
     except MetadataTooLarge as error:
@@ -270,6 +280,7 @@ def encode_image(
     """(H, W[, 3|4]) uint8/uint16 RGB(A) or grey -> bytes in the format named by `ext`.
 
     EXIF and ICC blobs are embedded where OpenCV can (JPEG, PNG, WebP); `quality` is JPEG/WebP's.
+    Metadata the encoder refuses (an ICC profile libpng finds invalid) is left out, not fatal.
     """
     ext = normalize_extension(ext)
     pixels = fit_to_format(image, ext)
@@ -281,21 +292,33 @@ def encode_image(
         ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality],
         ".webp": [cv2.IMWRITE_WEBP_QUALITY, quality],
     }.get(ext, [])
-    kinds, blobs = [], []
-    for kind, blob in ((cv2.IMAGE_METADATA_EXIF, exif), (cv2.IMAGE_METADATA_ICCP, icc)):
-        if blob and ext in _METADATA_FORMATS:
-            kinds.append(kind)
-            blobs.append(np.frombuffer(blob, np.uint8))
+    metadata = {
+        kind: blob for kind, blob in ((_EXIF, exif), (_ICC, icc)) if blob and ext in _METADATA_FORMATS
+    }
+    with capturing():  # libpng's complaints about a profile are answered by leaving it out
+        for kept in (metadata, {k: v for k, v in metadata.items() if k != _ICC}, {}):
+            (buffer, failure), _lines = watched(lambda kept=kept: _imencode(ext, pixels, kept, params))
+            if buffer is not None:
+                return buffer
+    raise BlurcliError(f"could not encode the image as {ext}" + (f" ({failure})" if failure else ""))
+
+
+_EXIF, _ICC = cv2.IMAGE_METADATA_EXIF, cv2.IMAGE_METADATA_ICCP
+
+
+def _imencode(
+    ext: str, pixels: np.ndarray, metadata: dict[int, bytes], params: list[int]
+) -> tuple[bytes | None, str | None]:
+    """OpenCV's encoder -> (bytes, None), or (None, why) where it refuses."""
     try:
-        if kinds:
-            ok, buffer = cv2.imencodeWithMetadata(ext, pixels, kinds, blobs, params)
+        if metadata:
+            blobs = [np.frombuffer(blob, np.uint8) for blob in metadata.values()]
+            ok, buffer = cv2.imencodeWithMetadata(ext, pixels, list(metadata), blobs, params)
         else:
             ok, buffer = cv2.imencode(ext, pixels, params)
     except cv2.error as error:
-        raise BlurcliError(f"could not encode the image as {ext} ({error.err})") from None
-    if not ok:
-        raise BlurcliError(f"could not encode the image as {ext}")
-    return buffer.tobytes()
+        return None, str(error.err)
+    return (buffer.tobytes(), None) if ok else (None, None)
 
 
 def encode_photo(photo: Photo, ext: str, quality: int = 95) -> bytes:
@@ -393,7 +416,7 @@ def write_file(path: Path, data: bytes) -> None:
     try:
         write_bytes_atomic(path, data)
     except OSError as error:
-        raise BlurcliError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise BlurcliError(f"{path}: cannot write ({os_reason(error, path)})") from None
 
 
 def write_image(path: Path | str, image: np.ndarray, quality: int = 95) -> None:

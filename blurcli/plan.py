@@ -158,7 +158,7 @@ def plan_jobs(
     in_folder = suffix if folder_suffix is None else folder_suffix
     jobs = []
     for path, root in inputs:
-        name_ext = ext or default or writable_format(path.suffix, keep_case=True)
+        name_ext = ext or default or _output_extension(path)
         if output is None:
             target = path.with_name(f"{path.stem}{suffix}{name_ext}")
         elif target_file is not None:
@@ -168,6 +168,19 @@ def plan_jobs(
         jobs.append(Job(path, target, ext or normalize_extension(target.suffix)))
     _check_targets(inputs, jobs)
     return jobs
+
+
+def _output_extension(path: Path) -> str:
+    """The extension an input's output gets without --format: the input's as written ('.JPG'), JPEG
+    for formats only read, the sniffed format for a name without a known extension (PNG if none)."""
+    if path.suffix.lower() in INPUT_EXTENSIONS:
+        return writable_format(path.suffix, keep_case=True)
+    try:
+        with path.open("rb") as handle:
+            sniffed = sniff_format(handle.read(64))
+    except OSError:
+        sniffed = None  # unreadable or missing: the job fails with the reason when it reads it
+    return writable_format(sniffed) if sniffed else ".png"
 
 
 def _output_file(output: Path | str | None, count: int, ext: str | None) -> Path | None:
@@ -296,6 +309,8 @@ def plan_files(
     """The command line's inputs -> jobs: files, folders and globs (see `find_inputs`), or '-'
     (stdin), which stands alone; outputs named by `naming` (see `plan_jobs`), masks by `add_masks`.
     blurcli's own outputs among the inputs become jobs that skip them, with the reason."""
+    if output is not None and not str(output):
+        raise UsageError("-o '': give a file or folder name")
     if "-" in items:
         if len(items) > 1:
             raise UsageError("'-' (stdin) cannot be mixed with other inputs")

@@ -4,6 +4,7 @@ verified by sha256 and cached in the user data dir."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blurcli.errors import BlurcliError
-from blurcli.paths import data_home
+from blurcli.paths import HOME_ENV, data_home, os_reason
 
 # Models that ship inside blurcli, by name: `--weights NAME`.
 SHIPPED: Mapping[str, str] = {"lfw": "blurcli-lfw.pt", "person": "blurcli-person.pt"}
@@ -74,14 +75,20 @@ def cached_path(url: str, sha256: str) -> Path:
 def download(
     url: str, sha256: str, on_progress: ProgressCallback | None = None, timeout: float = 30.0
 ) -> Path:
-    """Fetch `url` once into the cache (temp file, then rename), verified by sha256; cache hits are free."""
+    """Fetch `url` once into the cache (temp file, then rename), verified by sha256; cache hits are free.
+
+    A cache the file system refuses (BLURCLI_HOME a file, read-only, full) is a one-line BlurcliError
+    naming the folder and the reason; one that cannot be created fails before the download."""
     target = cached_path(url, sha256)
-    if target.is_file():
-        if sha256_of(target) == sha256:
-            return target
-        target.unlink()  # damaged cache entry: fetch again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        if target.is_file():
+            if sha256_of(target) == sha256:
+                return target
+            target.unlink()  # damaged cache entry: fetch again
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as error:
+        raise _cache_error(target, error) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -90,28 +97,56 @@ def download(
         if actual != sha256:
             raise BlurcliError(f"{url}: sha256 mismatch (expected {sha256}, got {actual}); file deleted")
         os.replace(tmp, target)
+    except OSError as error:
+        raise _cache_error(target, error) from None
     finally:
         tmp.unlink(missing_ok=True)
     return target
 
 
+def _cache_error(target: Path, error: OSError) -> BlurcliError:
+    return BlurcliError(
+        f"{target.parent}: cannot keep downloaded weights there ({os_reason(error, target)}); "
+        f"set {HOME_ENV} to a writable folder"
+    )
+
+
 def _fetch(url: str, handle: Any, on_progress: ProgressCallback | None, timeout: float) -> None:
-    """Stream `url` into an open binary file, reporting (bytes done, total or None)."""
+    """Stream `url` into an open binary file, reporting (bytes done, total or None). The network's
+    failures are BlurcliErrors naming the URL; a failed write is left to the caller (the cache's)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            done = 0
-            for chunk in iter(lambda: response.read(1 << 16), b""):
-                handle.write(chunk)
-                done += len(chunk)
-                if on_progress:
-                    on_progress(done, total)
+        response = urllib.request.urlopen(url, timeout=timeout)
     except urllib.error.HTTPError as error:
         raise BlurcliError(f"{url}: download failed (HTTP {error.code} {error.reason})") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", None) or error
-        raise BlurcliError(f"{url}: cannot download ({reason})") from None
+    except (OSError, ValueError, http.client.HTTPException) as error:  # URLError is an OSError
+        raise _download_error(url, error) from None
+    with response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        done = 0
+        while True:
+            try:
+                chunk = response.read(1 << 16)
+            except (OSError, ValueError, http.client.HTTPException) as error:  # IncompleteRead
+                raise _download_error(url, error) from None
+            if not chunk:
+                break
+            handle.write(chunk)
+            done += len(chunk)
+            if on_progress:
+                on_progress(done, total)
+
+
+def _download_error(url: str, error: Exception) -> BlurcliError:
+    reason = getattr(error, "reason", None) or error
+    return BlurcliError(f"{url}: cannot download ({reason})")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def resolve_weights(
@@ -121,15 +156,24 @@ def resolve_weights(
     downloaded, verified, cached; else a local path."""
     if spec is None or spec == "":
         return default_weights(subject)
-    if spec in SHIPPED and not Path(spec).exists():
+    if spec in SHIPPED and not _exists(Path(spec)):
         return shipped_weights(spec)
-    scheme = urllib.parse.urlparse(spec).scheme
+    try:
+        scheme = urllib.parse.urlparse(spec).scheme
+    except ValueError as error:  # 'https://[::1' and the like
+        raise BlurcliError(f"{spec}: not a valid URL ({error})", exit_code=2) from None
     if scheme in ("http", "https"):
         url, sha256 = split_url(spec)
         return download(url, sha256, on_progress)
     if "://" in spec:
         raise BlurcliError(f"{spec}: unsupported URL scheme (use https://)", exit_code=2)
     path = Path(spec).expanduser()
-    if not path.exists():
-        raise BlurcliError(f"{path}: no such weights file (shipped models: {', '.join(SHIPPED)})")
+    try:
+        path.stat()
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise BlurcliError(
+                f"{path}: no such weights file (shipped models: {', '.join(SHIPPED)})"
+            ) from None
+        raise BlurcliError(f"{path}: cannot read ({os_reason(error, path)})") from None
     return path

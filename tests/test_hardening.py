@@ -143,6 +143,24 @@ def test_a_colour_profile_bomb_is_refused_in_bounded_memory() -> None:
     assert grown_mib < 64
 
 
+def test_a_png_chunk_claiming_gigabytes_is_refused_before_decoding() -> None:
+    png = encode_image(_photo(22), ".png")
+    data = png[:33] + (0xFFFFFFFF).to_bytes(4, "big") + b"tEXt" + bytes(64) + png[33:]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BlurcliError, match=r"x\.png: damaged PNG \(chunk tEXt claims 4,294,967,295 bytes"):
+        decode_photo(data, "x.png")
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 64
+
+
+def test_a_stray_byte_before_the_frame_header_hides_no_bomb() -> None:
+    jpeg = bytearray(encode_image(_photo(23, (24, 32, 3)), ".jpg"))
+    frame = jpeg.find(b"\xff\xc0")
+    jpeg[frame + 5 : frame + 9] = (32000).to_bytes(2, "big") * 2  # 32000 x 32000 declared
+    data = bytes(jpeg[:frame]) + b"\x00" + bytes(jpeg[frame:])  # libjpeg skips the stray byte
+    with pytest.raises(BlurcliError, match=r"32000x32000 is 1024\.0 MP, over the limit"):
+        decode_photo(data, "x.jpg")
+
+
 # 5. A cut-out PNG as --mask: its alpha is the subject.
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +269,82 @@ def test_greedy_soup_keeps_only_what_helps_on_validation(lfw_dir: Path, tmp_path
         wide = tmp_path / "wide.pt"
         save_checkpoint(wide, Checkpoint(config=other, state_dict=UNet(other).state_dict(), input_size=32))
         greedy_soup(lfw_dir, tmp_path / "x.pt", [good, wide], device="cpu", limit=8)
+
+
+# Failing early: a run that cannot finish says so before reading data, and leaves nothing behind.
+
+
+def test_an_unwritable_out_is_refused_before_any_data_is_read(tmp_path: Path) -> None:
+    (tmp_path / "plain.txt").write_text("a file, not a folder\n")
+    out = tmp_path / "plain.txt" / "run" / "m.pt"
+    with pytest.raises(BlurcliError, match=r"m\.pt: cannot write \(\S*plain\.txt is a file, not a folder\)"):
+        train(_config(tmp_path / "no-such-dataset", out))  # the data would fail too, later
+
+
+def test_a_refused_permission_leaves_no_folder_behind(
+    lfw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root, chmod does not stop writes; the refusal is made by hand where the probe writes."""
+    import errno
+
+    import blurcli.paths
+
+    def refuse(path: object, *args: object) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(blurcli.paths.os, "open", refuse)
+    with pytest.raises(BlurcliError, match=r"m\.pt: cannot write \(Permission denied\)$"):
+        train(_config(lfw_dir, tmp_path / "new" / "deeper" / "m.pt"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_folder_as_out_is_a_usage_error(lfw_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="is a folder; give a file name"):
+        train(_config(lfw_dir, tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lr": float("inf")}, "--lr inf"),
+        ({"distill": float("nan")}, "--distill nan"),
+        ({"seed": -1}, "--seed -1"),
+        ({"seed": 2**64}, "--seed"),
+        ({"input_size": 0}, "--input-size 0"),
+        ({"input_size": 4096}, "--input-size 4096"),
+        ({"loss_size": 5000}, "--loss-size 5000"),
+        ({"width": 10**6}, "parameters"),
+        ({"workers": -1}, "--workers -1"),
+        ({"width": 0}, "--width"),
+    ],
+)
+def test_values_that_would_fail_mid_run_are_refused_up_front(
+    tmp_path: Path, overrides: dict, message: str
+) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        train(_config(tmp_path / "no-such-dataset", tmp_path / "run" / "m.pt", **overrides))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_diverging_run_stops_in_one_line(lfw_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        BlurcliError, match=r"^epoch 1: the training loss is nan: training diverged; lower --lr"
+    ):
+        train(_config(lfw_dir, tmp_path / "m.pt", lr=1e30, epochs=2))
+
+
+def test_a_soup_checks_its_out_before_scoring(lfw_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "plain.txt").write_text("a file\n")
+    with pytest.raises(BlurcliError, match=r"plain\.txt is a file, not a folder"):
+        greedy_soup(lfw_dir, tmp_path / "plain.txt" / "soup.pt", [tmp_path / "missing.pt"], device="cpu")
+
+
+def test_curves_leave_out_values_that_are_not_finite(tmp_path: Path) -> None:
+    from blurcli.training.plot import plot_history
+
+    history = [
+        {"train_loss": 1.0, "val_loss": float("nan"), "val_mean_iou": 0.2},
+        {"train_loss": float("inf"), "val_loss": 0.9, "val_mean_iou": float("nan")},
+    ]
+    plot_history(history, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import os
+import re
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -109,7 +111,7 @@ class _Exploit:
 def test_a_checkpoint_that_runs_code_is_refused_without_running_it(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     torch.save({"format": "blurcli-unet", "config": _Exploit(marker)}, tmp_path / "evil.pt")
-    with pytest.raises(BlurcliError, match=r"evil\.pt: not a readable weights file"):
+    with pytest.raises(BlurcliError, match=r"evil\.pt: not a blurcli checkpoint \(.*GLOBAL \w+\.mkdir"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
     torch.load(tmp_path / "evil.pt", weights_only=False)  # the file really is an exploit:
@@ -127,9 +129,11 @@ def test_foreign_torch_file_is_not_a_checkpoint(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "other.pt")
 
 
-def test_garbage_file_is_not_readable(tmp_path: Path) -> None:
+def test_garbage_file_is_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"hello world")
-    with pytest.raises(BlurcliError, match=r"junk\.pt: not a readable weights file"):
+    with pytest.raises(
+        BlurcliError, match=r"^\S*junk\.pt: not a blurcli checkpoint \(text, not a PyTorch file\)$"
+    ):
         load_checkpoint(tmp_path / "junk.pt")
 
 
@@ -212,3 +216,120 @@ def test_url_without_a_hash_is_refused() -> None:
 def test_malformed_hash_fragment_is_refused() -> None:
     with pytest.raises(BlurcliError, match="64 hex digits"):
         split_url("https://example.org/m.pt#sha256=xyz")
+
+
+# Files that are not checkpoints, and checkpoints that do not fit: one line naming the file.
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "an empty file"),
+        (bytes(range(256)) * 8, "not a PyTorch file"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "a PNG image, not a PyTorch file"),
+        (b"\xff\xd8\xff\xe0" + bytes(64), "a JPEG image, not a PyTorch file"),
+    ],
+    ids=["empty", "random", "png", "jpeg"],
+)
+def test_a_file_of_another_kind_is_named_with_what_it_is(tmp_path: Path, content: bytes, reason: str) -> None:
+    (tmp_path / "x.pt").write_bytes(content)
+    with pytest.raises(BlurcliError, match=rf"^\S*x\.pt: not a blurcli checkpoint \({reason}\)$"):
+        load_checkpoint(tmp_path / "x.pt")
+
+
+def test_a_truncated_checkpoint_says_so_without_torch_advice(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m.pt", _checkpoint())
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "m.pt").read_bytes()[:-200])
+    with pytest.raises(
+        BlurcliError, match=r"cut\.pt: not a blurcli checkpoint \(damaged or truncated"
+    ) as raised:
+        load_checkpoint(tmp_path / "cut.pt")
+    assert "\n" not in str(raised.value) and "file an issue" not in str(raised.value)
+
+
+def test_a_wrong_shaped_tensor_in_a_file_names_the_tensor_not_torch(tmp_path: Path) -> None:
+    weights = {**_checkpoint().state_dict, "head.weight": torch.zeros(3, 4, 3, 3)}
+    save_checkpoint(tmp_path / "bent.pt", Checkpoint(CONFIG, weights, 64))
+    with pytest.raises(
+        BlurcliError,
+        match=r"bent\.pt: weights do not fit the model: tensor head\.weight expected \(3, 4, 1, 1\)",
+    ):
+        Segmenter.load(str(tmp_path / "bent.pt"), "cpu")
+
+
+def test_a_complex_tensor_is_another_kind_of_number() -> None:
+    weights = dict(_checkpoint().state_dict)
+    weights["head.weight"] = torch.complex(weights["head.weight"], weights["head.weight"])
+    with pytest.raises(
+        BlurcliError, match=r"tensor head\.weight expected real numbers, found torch\.complex64"
+    ):
+        build_model(Checkpoint(CONFIG, weights, 64), "m.pt")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"config": UNetConfig(width=4, depth=40)}, "config depth 40 outside 1..8"),
+        ({"config": UNetConfig(width=-3, depth=2)}, "config width -3 outside"),
+        ({"config": UNetConfig(in_channels=5, width=4, depth=2)}, "config in_channels 5, not 3"),
+        ({"input_size": 0}, "input_size 0 outside"),
+        ({"classes": ("background",)}, "3 outputs for classes ['background']"),
+        ({"normalization": {"mean": [0.5], "std": [0.25]}}, "normalization mean [0.5]"),
+        ({"normalization": {"mean": [0.5] * 3, "std": [0.0] * 3}}, "normalization std"),
+    ],
+    ids=["enormous", "negative-width", "channels", "input-size", "classes", "mean", "std"],
+)
+def test_a_checkpoint_describing_an_unusable_network_is_refused_before_building_it(
+    tmp_path: Path, change: dict, reason: str
+) -> None:
+    save_checkpoint(tmp_path / "m.pt", dataclasses.replace(_checkpoint(), state_dict={}, **change))
+    with pytest.raises(BlurcliError, match=rf"m\.pt: damaged blurcli checkpoint \({re.escape(reason)}"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
+def test_shapes_are_compared_before_the_network_is_built() -> None:
+    """A config that asks for a network of terabytes fails on its first tensor, allocating nothing."""
+    enormous = Checkpoint(UNetConfig(width=4, depth=20, stem_stride=1), _checkpoint().state_dict, 64)
+    with pytest.raises(
+        BlurcliError, match=r"tensor downs\.2\.1\.0\.0\.weight expected \(32, 16, 3, 3\), found absent"
+    ):
+        build_model(enormous, "m.pt")
+
+
+def test_a_checkpoint_that_cannot_be_written_names_it_and_why(tmp_path: Path) -> None:
+    (tmp_path / "plain.txt").write_text("a file\n")
+    with pytest.raises(BlurcliError, match=r"m\.pt: cannot write \(\S*plain\.txt is a file, not a folder\)$"):
+        save_checkpoint(tmp_path / "plain.txt" / "m.pt", _checkpoint())
+    with pytest.raises(BlurcliError, match=r"cannot write \(File name too long\)$"):
+        save_checkpoint(tmp_path / f"{'x' * 300}.pt", _checkpoint())
+
+
+def test_a_weights_cache_that_cannot_be_created_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: _Server, weights_file: Path
+) -> None:
+    (tmp_path / "home").write_text("a file, not a folder\n")
+    monkeypatch.setenv("BLURCLI_HOME", str(tmp_path / "home"))
+    with pytest.raises(
+        BlurcliError, match=r"cannot keep downloaded weights there \(\S*home is a file, not a folder\)"
+    ):
+        resolve_weights(f"{server.url('tiny.pt')}#sha256={_sha(weights_file)}")
+    assert server.requests == 0  # refused before downloading
+
+
+def test_a_full_disk_while_caching_leaves_no_part_file(
+    monkeypatch: pytest.MonkeyPatch, server: _Server, weights_file: Path
+) -> None:
+    import errno
+
+    import blurcli.weights
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(blurcli.weights.os, "replace", full)
+    sha = _sha(weights_file)
+    with pytest.raises(
+        BlurcliError, match=r"cannot keep downloaded weights there \(No space left on device\)"
+    ):
+        resolve_weights(f"{server.url('tiny.pt')}#sha256={sha}")
+    assert list(cached_path(server.url("tiny.pt"), sha).parent.iterdir()) == []

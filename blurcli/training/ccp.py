@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.paths import os_reason
 
 # The fixed, documented split of the 1,004 pixel-labelled photos (no official one exists).
 SPLITS = {"train": (1, 800), "validation": (801, 900), "test": (901, 1004)}
@@ -39,8 +41,16 @@ class PersonSplit:
 
 
 def is_ccp(root: Path) -> bool:
-    """Whether `root` looks like CCP: its folders, or one archive of them."""
-    return ((root / PHOTOS).is_dir() and (root / LABELS).is_dir()) or _archive(root) is not None
+    """Whether `root` looks like CCP: its folders, or one archive of them (False where the OS
+    refuses to look: the LFW reader then says why)."""
+    try:
+        return _has_folders(root) or _archive(root) is not None
+    except OSError:
+        return False
+
+
+def _has_folders(root: Path) -> bool:
+    return (root / PHOTOS).is_dir() and (root / LABELS).is_dir()
 
 
 def _archive(root: Path) -> Path | None:
@@ -50,10 +60,21 @@ def _archive(root: Path) -> Path | None:
     return next((p for p in found if _has_members(p)), None)
 
 
+# What reading a damaged archive raises, besides OSError.
+ARCHIVE_ERRORS = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    EOFError,
+    zlib.error,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
 def _has_members(archive: Path) -> bool:
     try:
         return any((_member(name) or "").startswith(LABELS) for name in _names(archive))
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError):
+    except (*ARCHIVE_ERRORS, OSError):
         return False
 
 
@@ -94,7 +115,12 @@ def decode_groundtruth(data: bytes, source: str) -> np.ndarray:
 
 def _reader(root: Path) -> Callable[[str], bytes]:
     """A function from a member path ('photos/0001.jpg') to its bytes: folder or archive."""
-    if (root / PHOTOS).is_dir() and (root / LABELS).is_dir():
+    try:
+        folders = _has_folders(root)
+        archive = None if folders else _archive(root)
+    except OSError as error:
+        raise BlurcliError(f"{root}: cannot read ({os_reason(error, root)})") from None
+    if folders:
 
         def read(member: str) -> bytes:
             path = root / member
@@ -104,12 +130,16 @@ def _reader(root: Path) -> Callable[[str], bytes]:
                 raise BlurcliError(f"{path}: cannot read ({error.strerror or error})") from None
 
         return read
-    archive = _archive(root)
     if archive is None:
         raise BlurcliError(
             f"{root}: not Clothing Co-Parsing (need {PHOTOS}/ and {LABELS}/, or an archive of them)"
         )
-    return _archive_reader(archive)
+    try:
+        return _archive_reader(archive)
+    except OSError as error:
+        raise BlurcliError(f"{archive}: cannot read archive ({os_reason(error, archive)})") from None
+    except ARCHIVE_ERRORS as error:
+        raise BlurcliError(f"{archive}: cannot read archive ({error})") from None
 
 
 def _archive_reader(archive: Path) -> Callable[[str], bytes]:
@@ -158,9 +188,13 @@ def split_numbers(split: str) -> range:
 def load_person_split(root: Path, split: str, limit: int | None = None, workers: int = 4) -> PersonSplit:
     """Read one CCP split into memory (optionally its first `limit` photos)."""
     numbers, root = split_numbers(split), Path(root)
-    if root.is_file():
+    try:
+        is_file, is_dir = root.is_file(), root.is_dir()
+    except OSError as error:
+        raise UsageError(f"{root}: cannot open the dataset folder ({os_reason(error, root)})") from None
+    if is_file:
         raise UsageError(f"{root}: give the folder that holds the dataset (or its archive), not a file")
-    if not root.is_dir():
+    if not is_dir:
         raise UsageError(f"{root}: dataset folder does not exist")
     read = _reader(root)
     names = [f"{number:04d}" for number in numbers][:limit]

@@ -13,6 +13,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.paths import cache_home
+from blurcli.paths import HOME_ENV, cache_home, os_reason
 
 SPLIT_FILES = {"train": "parts_train.txt", "validation": "parts_validation.txt", "test": "parts_test.txt"}
 IMAGES_DIR, MASKS_DIR = "lfw_funneled", "parts_lfw_funneled_gt_images"
@@ -104,7 +105,6 @@ def _extract_members(
                 if source is None:
                     continue
                 destination = target / Path(*path.parts[path.parts.index(folder) :])
-                destination.parent.mkdir(parents=True, exist_ok=True)
                 with source:
                     data = source.read()
                 if compact and path.suffix.lower() == ".ppm":
@@ -112,11 +112,29 @@ def _extract_members(
                     if pixels is not None:
                         _, encoded = cv2.imencode(".png", pixels)
                         data, destination = encoded.tobytes(), destination.with_suffix(".png")
-                destination.write_bytes(data)
+                _write_cached(destination, data)
                 stems.append(path.stem)
-    except (tarfile.TarError, EOFError, OSError) as error:
+    except (tarfile.TarError, EOFError, zlib.error) as error:
         raise BlurcliError(f"{archive}: cannot read archive ({error})") from None
+    except OSError as error:
+        raise BlurcliError(f"{archive}: cannot read archive ({os_reason(error)})") from None
     return stems
+
+
+def _write_cached(destination: Path, data: bytes) -> None:
+    """Write one unpacked file into the cache; the file system's refusal names the cache."""
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(data)
+    except OSError as error:
+        raise _cache_error(destination, error) from None
+
+
+def _cache_error(path: Path, error: OSError) -> BlurcliError:
+    return BlurcliError(
+        f"{path}: cannot unpack the dataset into the cache ({os_reason(error, path)}); "
+        f"set {HOME_ENV} to a writable folder"
+    )
 
 
 def _unpack(root: Path) -> DatasetFolders:
@@ -124,25 +142,43 @@ def _unpack(root: Path) -> DatasetFolders:
     images_archive, masks_archive = root / IMAGES_ARCHIVE, root / MASKS_ARCHIVE
     target = cache_home() / "lfw-parts" / _archive_key(images_archive, masks_archive)
     if not (target / ".complete").exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
+        except OSError as error:
+            raise _cache_error(target.parent, error) from None
         try:
             labelled = set(_extract_members(masks_archive, staging, MASKS_DIR, None, compact=True))
             _extract_members(images_archive, staging, IMAGES_DIR, labelled)
-            (staging / ".complete").write_text("ok\n")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
+            _write_cached(staging / ".complete", b"ok\n")
+            try:
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(staging, target)
+            except OSError as error:
+                raise _cache_error(target, error) from None
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
     return DatasetFolders(root, target / IMAGES_DIR, target / MASKS_DIR)
 
 
+def check_folder(root: Path) -> None:
+    """A dataset root must be a folder: a one-line UsageError otherwise, with the OS's reason."""
+    try:
+        if root.is_dir():
+            return
+        exists = root.exists()
+    except OSError as error:
+        raise UsageError(f"{root}: cannot open the dataset folder ({os_reason(error, root)})") from None
+    if exists:
+        raise UsageError(f"{root}: a file; give the folder that holds the dataset")
+    raise UsageError(f"{root}: dataset folder does not exist")
+
+
 def locate_dataset(root: Path) -> DatasetFolders:
     """Find images and masks under `root`: unpacked folders win, else the archives (unpacked to cache)."""
-    if not root.is_dir():
-        raise UsageError(f"{root}: dataset folder does not exist")
+    check_folder(root)
     if (root / IMAGES_DIR).is_dir() and (root / MASKS_DIR).is_dir():
         return DatasetFolders(root, root / IMAGES_DIR, root / MASKS_DIR)
     if (root / IMAGES_ARCHIVE).is_file() and (root / MASKS_ARCHIVE).is_file():
@@ -180,12 +216,17 @@ def load_split(root: Path, split: str, limit: int | None = None, workers: int = 
     """Read one official split (`train`, `validation`, `test`) into memory, optionally its first `limit`."""
     if split not in SPLIT_FILES:
         raise UsageError(f"--split {split}: unknown split (use {', '.join(SPLIT_FILES)})")
-    if not Path(root).is_dir():
-        raise UsageError(f"{root}: dataset folder does not exist")
+    check_folder(Path(root))
     split_file = Path(root) / SPLIT_FILES[split]
     if not split_file.is_file():
         raise BlurcliError(f"{split_file}: split file missing from the dataset folder")
-    stems = parse_split(split_file.read_text(), str(split_file))[:limit]
+    try:
+        text = split_file.read_text()
+    except OSError as error:
+        raise BlurcliError(f"{split_file}: cannot read ({os_reason(error)})") from None
+    except UnicodeDecodeError:
+        raise BlurcliError(f"{split_file}: not a text file of 'Name N' lines") from None
+    stems = parse_split(text, str(split_file))[:limit]
     if not stems:
         raise BlurcliError(f"{split_file}: lists no images")
     folders = locate_dataset(Path(root))

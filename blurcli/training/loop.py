@@ -20,6 +20,7 @@ from blurcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_ch
 from blurcli.device import resolve_device
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.model import UNet, UNetConfig, count_parameters
+from blurcli.paths import check_writable, os_reason
 from blurcli.preprocess import CLASSES, NORMALIZATION
 from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
@@ -31,6 +32,12 @@ from blurcli.training.lfw import load_split
 from blurcli.training.losses import Objective, class_weights_from, load_teacher
 from blurcli.training.plot import plot_history
 from blurcli.training.targets import ccp_codes, lfw_codes
+
+# Bounds of what `train` accepts: the datasets' photos are at most 825 px high, and the shipped
+# model has under a million parameters (one of these many times over is a typing mistake).
+MAX_SIDE = 1024
+MAX_PARAMETERS = 200_000_000
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,10 @@ class RunPaths:
             plot=stem.with_name(stem.name + ".curves.png"),
         )
 
+    def outputs(self, snapshots: int | None = None) -> list[Path]:
+        """Every file a run writes, with the snapshot of epoch `snapshots` (the longest name)."""
+        return [self.best, self.last, self.log, self.plot] + ([self.snapshot(snapshots)] if snapshots else [])
+
     def snapshot(self, epoch: int) -> Path:
         """Where `--snapshots` keeps the weights after `epoch` (1-based), beside the best checkpoint."""
         stem = self.best.with_suffix("")
@@ -138,14 +149,88 @@ def train(
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train a UNet on LFW Part Labels; keep the best checkpoint by validation mean IoU."""
-    if config.epochs < 1 or config.batch_size < 1:
-        raise UsageError("--epochs and --batch-size must be at least 1")
+    """Train a UNet on LFW Part Labels; keep the best checkpoint by validation mean IoU.
+
+    Every option is checked, and a file written and removed where each output goes, before any
+    data is read: a run that cannot finish fails at once and leaves nothing behind."""
+    model_config = check_config(config)
     paths = RunPaths.for_output(config.out)
     device = resolve_device(config.device)
+    check_writable(paths.outputs(config.epochs if config.snapshots else None))
+    try:
+        return _train(config, model_config, paths, device, on_step, on_epoch)
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        raise BlurcliError(
+            f"out of memory on {device} ({_first_line(error)}); lower --batch-size, --input-size or --width"
+        ) from None
+
+
+def check_config(config: TrainConfig) -> UNetConfig:
+    """The network `config` trains, once every value is known to be usable; else a UsageError
+    naming the option."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise UsageError("--epochs and --batch-size must be at least 1")
+    if config.width < 1 or config.depth < 1 or config.stem_stride < 1:
+        raise UsageError("--width, --depth and --stem-stride must be at least 1")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise UsageError(f"--seed {config.seed}: use a whole number from 0 to {MAX_SEED}")
+    if config.workers < 0:
+        raise UsageError(f"--workers {config.workers}: use 0 (load in this process) or more")
+    for option, value, high in (
+        ("--lr", config.lr, math.inf),
+        ("--distill", config.distill, 1.0),
+        ("--subject-iou", config.subject_iou, math.inf),
+        ("--person-weight", config.person_weight, math.inf),
+    ):
+        if not (math.isfinite(value) and 0.0 <= value <= high):
+            bound = f"from 0 to {high:g}" if math.isfinite(high) else "a finite number from 0 up"
+            raise UsageError(f"{option} {value}: use {bound}")
     model_config = config.model_config()
-    if config.input_size % model_config.multiple:
-        raise UsageError(f"--input-size {config.input_size} must be a multiple of {model_config.multiple}")
+    multiple = model_config.multiple
+    if not multiple <= config.input_size <= MAX_SIDE or config.input_size % multiple:
+        raise UsageError(
+            f"--input-size {config.input_size}: use a multiple of {multiple} "
+            f"(--stem-stride x 2^--depth) from {multiple} to {MAX_SIDE}"
+        )
+    if config.loss_size is not None and config.loss_size < config.input_size:
+        raise UsageError(f"--loss-size {config.loss_size} is smaller than the input size {config.input_size}")
+    if config.loss_size is not None and config.loss_size > MAX_SIDE:
+        raise UsageError(f"--loss-size {config.loss_size}: use 0 (the input size) or at most {MAX_SIDE}")
+    with torch.device("meta"):  # counted without allocating: --width 100000 must not take the RAM
+        parameters = count_parameters(UNet(model_config))
+    if parameters > MAX_PARAMETERS:
+        raise UsageError(
+            f"--width {config.width} --depth {config.depth}: {parameters:,} parameters, more than "
+            f"{MAX_PARAMETERS:,}; the shipped model has under a million"
+        )
+    return model_config
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return (
+        isinstance(error, torch.OutOfMemoryError)
+        or "can't allocate memory" in text
+        or "out of memory" in text
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:160]
+
+
+def _train(
+    config: TrainConfig,
+    model_config: UNetConfig,
+    paths: RunPaths,
+    device: torch.device,
+    on_step: StepCallback | None,
+    on_epoch: EpochCallback | None,
+) -> TrainResult:
+    """`train` once its options and output folder are known to be good."""
     torch.manual_seed(config.seed)
 
     train_split = load_split(config.data, "train", limit=config.limit)
@@ -166,6 +251,7 @@ def train(
 
     start = _start_from(config, paths)  # --resume's last state or --init's weights; None: from scratch
     if start is not None and not config.resume and len(start[1].subjects) < len(config.subjects):
+        build_model(start[1], str(start[0]))  # the weights must fit their own network to be grown
         start = (start[0], with_person_output(start[1]))  # fine-tune a head model into a person model
     model = UNet(model_config) if start is None else build_model(start[1], str(start[0]), model_config)
     model = model.to(device)
@@ -183,10 +269,13 @@ def train(
     objective = Objective(weights, teacher, config.distill, config.subject_iou, person_weight)
     start_epoch, best_miou, best_epoch, history = 0, -math.inf, -1, []
     if config.resume and start is not None:
-        start_epoch, best_miou, best_epoch, history = _restore(start[1], optimizer, scheduler)
-        paths.log.write_text("".join(json.dumps(record) + "\n" for record in history))
+        start_epoch, best_miou, best_epoch, history = _restore(start, optimizer, scheduler)
+        _write_log(paths.log, history, "w")
     else:
-        paths.log.unlink(missing_ok=True)
+        try:
+            paths.log.unlink(missing_ok=True)
+        except OSError as error:
+            raise BlurcliError(f"{paths.log}: cannot remove ({os_reason(error, paths.log)})") from None
         # The state before any epoch, so an interruption in the first epoch can resume too.
         resume = _resume_state(optimizer, scheduler, 0, best_miou, best_epoch, history)
         save_checkpoint(paths.last, _checkpoint(model, config, norm, {}, 0, resume))
@@ -207,6 +296,11 @@ def train(
                 pin_memory=device.type == "cuda",
             )
             train_loss = _train_epoch(model, loader, optimizer, objective, device, use_amp, epoch, on_step)
+            if not math.isfinite(train_loss):
+                raise BlurcliError(
+                    f"epoch {epoch + 1}: the training loss is {train_loss}: training diverged; "
+                    f"lower --lr (it was {config.lr:g})"
+                )
             segmenter = Segmenter(
                 model,
                 config.input_size,
@@ -252,8 +346,7 @@ def train(
             if config.snapshots:
                 save_checkpoint(paths.snapshot(epoch + 1), checkpoint, half=config.half)
             record["best"] = improved
-            with paths.log.open("a") as log:
-                log.write(json.dumps(record) + "\n")
+            _write_log(paths.log, [record], "a")
             plot_history(history, paths.plot)
             resume = _resume_state(optimizer, scheduler, epoch + 1, best_miou, best_epoch, history)
             save_checkpoint(paths.last, _checkpoint(model, config, norm, val, epoch + 1, resume))
@@ -272,6 +365,15 @@ def train(
         history=history,
         parameters=count_parameters(model),
     )
+
+
+def _write_log(path: Path, records: list[dict[str, Any]], mode: str) -> None:
+    """Write (mode "w") or append ("a") JSON lines; the file system's refusal names the log."""
+    try:
+        with path.open(mode) as log:
+            log.writelines(json.dumps(record) + "\n" for record in records)
+    except OSError as error:
+        raise BlurcliError(f"{path}: cannot write ({os_reason(error, path)})") from None
 
 
 def _train_epoch(
@@ -365,19 +467,23 @@ def _start_from(config: TrainConfig, paths: RunPaths) -> tuple[Path, Checkpoint]
 
 
 def _restore(
-    checkpoint: Checkpoint,
+    start: tuple[Path, Checkpoint],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
 ) -> tuple[int, float, int, list[dict[str, Any]]]:
     """Load a `.last.pt`'s optimiser, schedule and random state; returns (start epoch, best mIoU,
     best epoch, history)."""
+    path, checkpoint = start
     assert checkpoint.resume is not None
     state = checkpoint.resume
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    history = json.loads(state["history"])
-    return int(state["epochs_done"]), float(state["best_miou"]), int(state["best_epoch"]), history
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        history = json.loads(state["history"])
+        return int(state["epochs_done"]), float(state["best_miou"]), int(state["best_epoch"]), history
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise BlurcliError(f"{path}: damaged resume state ({_first_line(error)})") from None
 
 
 def _person_data(

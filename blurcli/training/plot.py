@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def _draw_panel(
 ) -> None:
     margin = 40
     x0, y0, x1, y1 = left + margin, margin, left + width - 15, height - margin
-    values = [record[key] for key, _ in series for record in history if record.get(key) is not None]
+    values = [record[key] for key, _ in series for record in history if _finite(record.get(key))]
     if not values:
         return
     low, high = min(values), max(values)
@@ -52,7 +53,14 @@ def _draw_panel(
         points = [
             (x0 + round((x1 - x0) * i / epochs), y1 - round((y1 - y0) * (record[key] - low) / span))
             for i, record in enumerate(history)
-            if record.get(key) is not None
+            if _finite(record.get(key))
         ]
+        if not points:
+            continue
         cv2.polylines(canvas, [np.array(points, np.int32)], False, colour, 2, cv2.LINE_AA)
         cv2.putText(canvas, key, (x0 + 8, y0 + 18 + 16 * row), font, 0.45, colour, 1, cv2.LINE_AA)
+
+
+def _finite(value: Any) -> bool:
+    """A value that can be drawn: a number, not None, NaN or infinite (a diverged epoch)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)

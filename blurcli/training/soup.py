@@ -15,6 +15,7 @@ from blurcli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from blurcli.device import resolve_device
 from blurcli.errors import UsageError
 from blurcli.model import UNet, count_parameters
+from blurcli.paths import check_writable
 from blurcli.segment import Segmenter
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import load_split
@@ -45,6 +46,12 @@ SoupMetric = Literal["mean_iou", "subject_iou"]
 SOUP_METRICS: tuple[str, ...] = get_args(SoupMetric)
 
 
+def check_soup_metric(metric: str) -> None:
+    """A UsageError unless `metric` is a figure a soup can rank by."""
+    if metric not in SOUP_METRICS:
+        raise UsageError(f"--soup-by {metric}: unknown figure (use {' or '.join(SOUP_METRICS)})")
+
+
 def _soup_figures(metrics: dict[str, Any]) -> dict[str, float]:
     return {"val_mean_iou": metrics["mean_iou"], "val_subject_iou": metrics["subject_iou"]}
 
@@ -68,8 +75,9 @@ def greedy_soup(
     """
     if not ingredients:
         raise UsageError("--soup needs at least one checkpoint")
-    if metric not in SOUP_METRICS:
-        raise UsageError(f"--soup-by {metric}: unknown figure (use {' or '.join(SOUP_METRICS)})")
+    check_soup_metric(metric)
+    target = resolve_device(device)
+    check_writable([out])  # before hours of scoring, not after
     checkpoints = [load_checkpoint(path) for path in ingredients]
     first = checkpoints[0]
     for path, checkpoint in zip(ingredients, checkpoints, strict=True):
@@ -83,7 +91,6 @@ def greedy_soup(
                 f"{path}: a different model from {ingredients[0]}; a soup needs one architecture"
             )
     val_split = load_split(data, "validation", limit=limit)
-    target = resolve_device(device)
 
     def score(members: list[int]) -> dict[str, Any]:
         soup = dataclasses.replace(first, state_dict=average_weights([checkpoints[i] for i in members]))
