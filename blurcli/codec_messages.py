@@ -39,8 +39,6 @@ _HARMLESS = re.compile(
     r"|libpng warning: Interlace handling"
     r"|Warning: unknown JFIF revision number"
     r"|Warning: thumbnail image size does not match"
-    r"|TIFF_Warning TIFFReadDirectory: Unknown field with tag"
-    r"|TIFF_Warning TIFFReadDirectory: Invalid TIFF directory; tags are not sorted"
     r"|TIFF_Warning TIFFReadDirectory: Sum of Photometric"  # OpenCV's own RGBA TIFFs
     r"|TIFF_Error TIFFAdvanceDirectory: Error fetching directory link"  # the next page's link
 )
