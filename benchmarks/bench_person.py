@@ -50,7 +50,7 @@ from blurcli.second_look import HeadOptions, head_options
 from blurcli.segment import Segmenter
 from blurcli.training.ccp import PersonSplit, load_person_split
 from blurcli.training.metrics import binary_metrics
-from blurcli.weights import resolve_weights
+from blurcli.weights import resolve_checkpoint
 
 TOLERANCE = 3  # boundary F tolerance in pixels of the photo
 TARGET_IOU = 0.94
@@ -193,7 +193,7 @@ def verdicts(ours: Scores, theirs: dict[str, Scores]) -> str:
 
 def person_segmenter(weights: str | None) -> tuple[Segmenter, Path]:
     """The model on the CPU, segmenting the person; a model without a person output ends the run."""
-    path = resolve_weights(weights)
+    path = resolve_checkpoint(weights)
     checkpoint = load_checkpoint(path)
     if "person" not in checkpoint.subjects:
         found = ", ".join(checkpoint.subjects)

@@ -1,6 +1,7 @@
 """Time segmenting one 250x250 photo on the CPU: preprocess + forward + mask upsample.
 
-Prints the median of many runs after warm-up, with 1 thread and with all threads. When
+Prints the median of many runs after warm-up, with 1 thread and with all threads: the model in
+ONNX Runtime (what `blur` and `predict` run) and the same weights in torch (what training runs). When
 `mediapipe==0.10.14` is installed, MediaPipe's selfie segmenter (its .tflite ships in the wheel)
 is timed on the same images in the same run and the ratio is printed.
 
@@ -26,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from benchmarks.common import add_data, add_weights, argument_parser, example_rgb, timed
 from blurcli.checkpoint import Checkpoint, load_checkpoint
+from blurcli.export import onnx_model
 from blurcli.model import UNet, UNetConfig, count_parameters
-from blurcli.resample import upsample
 from blurcli.segment import Segmenter
-from blurcli.weights import resolve_weights
+from blurcli.weights import resolve_checkpoint
 
 
 def sample_images(count: int, data: Path) -> list[np.ndarray]:
@@ -68,20 +69,6 @@ def mediapipe_segmenter() -> Callable[[np.ndarray], np.ndarray] | None:
     return lambda image: selfie.process(image).segmentation_mask
 
 
-def without_inference_mode(
-    segmenter: Segmenter, context: Callable[[], object]
-) -> Callable[[np.ndarray], object]:
-    """`segmenter.foreground` run under `context` (e.g. torch.no_grad) instead of inference_mode."""
-    plain = Segmenter.forward.__wrapped__  # the method without its inference_mode decorator
-
-    def foreground(image: np.ndarray) -> np.ndarray:
-        with context():
-            probs = plain(segmenter, [segmenter.prepare(image)], subject_only=True)[0]
-        return upsample(probs, image.shape[:2])
-
-    return foreground
-
-
 def build_checkpoint(weights: str | None, arch: str | None) -> tuple[Checkpoint, str]:
     """The checkpoint to time and a label for it."""
     if arch:
@@ -90,7 +77,7 @@ def build_checkpoint(weights: str | None, arch: str | None) -> tuple[Checkpoint,
         checkpoint = Checkpoint(config=config, state_dict=UNet(config).state_dict(), input_size=size)
         label = f"untrained w{width} d{depth} stem{stem} @{size}"
     else:
-        path = resolve_weights(weights)
+        path = resolve_checkpoint(weights)
         checkpoint = load_checkpoint(path)
         label = path.name
     parameters = count_parameters(UNet(checkpoint.config))
@@ -113,26 +100,28 @@ def main() -> None:
 
     images = sample_images(args.images, args.data)
     checkpoint, label = build_checkpoint(args.weights, args.arch)
-    segmenter = Segmenter.from_checkpoint(checkpoint, "cpu")
+    segmenter = Segmenter.from_onnx(onnx_model(checkpoint, label)[0], "cpu", label)
+    in_torch = Segmenter.from_checkpoint(checkpoint, "cpu")
     variants = {
-        "blurcli": partial(segmenter.foreground, refine=None),
-        "  + guided-filter refinement (blur's default)": segmenter.foreground,
+        "blurcli": (segmenter, partial(segmenter.foreground, refine=None)),
+        "  + guided-filter refinement (blur's default)": (segmenter, segmenter.foreground),
+        "  in torch (as training runs it)": (in_torch, partial(in_torch.foreground, refine=None)),
     }
     if args.ablation:
-        variants["  no_grad instead of inference_mode"] = without_inference_mode(segmenter, torch.no_grad)
-        variants["  without channels-last"] = partial(
-            Segmenter.from_checkpoint(checkpoint, "cpu", channels_last=False).foreground, refine=None
-        )
-        variants["  without channels-last, BN not folded"] = partial(
-            Segmenter.from_checkpoint(checkpoint, "cpu", fuse=False, channels_last=False).foreground,
-            refine=None,
-        )
+        for name, settings in {
+            "  in torch, without channels-last": {"channels_last": False},
+            "  in torch, without channels-last, BN not folded": {"fuse": False, "channels_last": False},
+        }.items():
+            other = Segmenter.from_checkpoint(checkpoint, "cpu", **settings)
+            variants[name] = (other, partial(other.foreground, refine=None))
     mediapipe = mediapipe_segmenter()
     print(f"model: {label}, input {checkpoint.input_size}, {len(images)} images of 250x250, {args.runs} runs")
     all_threads = torch.get_num_threads()
     for threads in sorted({1, all_threads}):
-        torch.set_num_threads(threads)
-        ours = {name: median_ms_per_image(function, images, args.runs) for name, function in variants.items()}
+        ours = {}
+        for name, (runner, function) in variants.items():
+            with runner.threads(threads):
+                ours[name] = median_ms_per_image(function, images, args.runs)
         for name, ms in ours.items():
             print(f"threads {threads}: {name} {ms:.2f} ms/img (preprocess, forward, upsample to 250x250)")
         if mediapipe is not None:
@@ -144,7 +133,6 @@ def main() -> None:
             )
         else:
             print("(mediapipe==0.10.14 not installed: no comparison)")
-    torch.set_num_threads(all_threads)
 
 
 if __name__ == "__main__":

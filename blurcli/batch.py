@@ -10,11 +10,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from blurcli.codec_messages import capturing
 from blurcli.errors import BlurcliError
@@ -121,17 +120,14 @@ class Runner:
                 todo.append(job)
         remove_stale_parts(path for job in todo for path in (job.target, job.mask_target) if path)
         pool = ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="blurcli")
-        threads = torch.get_num_threads()
-        if len(todo) > 1 and self.options.jobs > 1:
-            # The workers keep the other cores busy; a multi-threaded forward pass would wait on
-            # them at every layer (10x slower on two cores), a single-threaded one does not.
-            torch.set_num_threads(1)
+        # The workers keep the other cores busy; a multi-threaded forward pass would wait on them
+        # at every layer (10x slower on two cores), a single-threaded one does not.
+        single = len(todo) > 1 and self.options.jobs > 1 and self.segmenter is not None
         try:
-            with capturing():
+            with capturing(), self.segmenter.threads(1) if single else nullcontext():  # type: ignore[union-attr]
                 self._run(pool, todo, report)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            torch.set_num_threads(threads)
         return results
 
     def _run(self, pool: ThreadPoolExecutor, jobs: list[Job], report: Callable[[FileResult], None]) -> None:

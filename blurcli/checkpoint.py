@@ -27,6 +27,7 @@ from blurcli.model import UNet, UNetConfig
 from blurcli.paths import os_reason
 from blurcli.photo import write_bytes_atomic
 from blurcli.preprocess import CLASSES, NORMALIZATION
+from blurcli.weights import TORCH_MAGIC, foreign_kind
 
 FORMAT = "blurcli-unet"
 FORMAT_VERSION = 1
@@ -92,7 +93,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         if isinstance(error, IsADirectoryError):
             raise BlurcliError(f"{path}: is a directory, not a weights file") from None
         raise BlurcliError(f"{path}: cannot read ({os_reason(error, path)})") from None
-    foreign = _foreign_kind(head)
+    foreign = None if head.startswith(TORCH_MAGIC) else foreign_kind(head, "a PyTorch file")
     if foreign:
         raise BlurcliError(f"{path}: not a blurcli checkpoint ({foreign})")
     try:
@@ -130,32 +131,6 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     if problem:
         raise BlurcliError(f"{path}: damaged blurcli checkpoint ({problem})")
     return checkpoint
-
-
-# The first bytes of files people pass as weights by mistake.
-_SIGNATURES = {
-    b"\x89PNG": "a PNG image",
-    b"\xff\xd8\xff": "a JPEG image",
-    b"GIF8": "a GIF image",
-    b"RIFF": "a RIFF file (WebP image?)",
-    b"\x1f\x8b": "a gzip archive",
-    b"%PDF": "a PDF document",
-}
-
-
-def _foreign_kind(head: bytes) -> str | None:
-    """What a file is when its first bytes say it is no torch.save file (a zip archive, or the
-    legacy pickle format); None when torch should try it."""
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
-        return None
-    if not head:
-        return "an empty file"
-    for signature, kind in _SIGNATURES.items():
-        if head.startswith(signature):
-            return f"{kind}, not a PyTorch file"
-    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
-        return "text, not a PyTorch file"
-    return "not a PyTorch file"
 
 
 def _reason(error: BaseException) -> str:

@@ -8,10 +8,12 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -26,7 +28,7 @@ from rich.table import Table
 from blurcli import __version__
 from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, needs_model, run_jobs
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
-from blurcli.device import resolve_device
+from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.photo import DEFAULT_MAX_PIXELS
 from blurcli.plan import BLUR_NAMING, NAMED_LIKE_OUTPUT, PREDICT_NAMING, Job, plan_files
@@ -76,7 +78,7 @@ _REPORT = " (a bug: please report it, with the traceback BLURCLI_DEBUG=1 prints)
 
 
 def _error(message: str) -> None:
-    _console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 app = typer.Typer(
@@ -110,8 +112,8 @@ WeightsOption = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="A shipped model's name (lfw), a checkpoint path or an https:// URL (URL#sha256=HEX). "
-        "Default: the shipped lfw model.",
+        help="A shipped model's name (person, lfw), a model file (.onnx, or a torch .pt, exported "
+        "once and cached) or an https:// URL (URL#sha256=HEX). Default: the subject's shipped model.",
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
@@ -206,9 +208,12 @@ def _run_jobs(
             done = progress.tasks[0].completed + 1
             progress.update(bar, advance=1, rate=done / elapsed)
             if result.status == "failed":
-                errors.print(f"[bold red]error:[/] {result.error}", highlight=False, soft_wrap=True)
+                errors.print(
+                    f"[bold red]error:[/] {escape(result.error or '')}", highlight=False, soft_wrap=True
+                )
             elif result.reason and result.reason.startswith(NAMED_LIKE_OUTPUT):  # maybe a user's photo
-                console.print(f"skipped {result.input}: {result.reason}", highlight=False, soft_wrap=True)
+                note = f"skipped {result.input}: {result.reason}"
+                console.print(note, highlight=False, soft_wrap=True, markup=False)
             if as_json:
                 sys.stdout.write(result.to_json() + "\n")
                 sys.stdout.flush()
@@ -340,7 +345,7 @@ def blur(
     if needs_model(planned):
         segmenter = _load_segmenter(weights, device, console, subject)
     else:
-        segmenter, _ = None, resolve_device(device)  # no model needed, but a bad --device is still a mistake
+        segmenter, _ = None, check_device(device)  # no model needed, but a bad --device is still a mistake
     task = BlurTask(
         BlurOptions(strength=strength, feather=feather, kernel=kernel),
         RefineOptions() if refine else None,
@@ -427,14 +432,13 @@ def evaluate_command(
     Masks follow the photo's edges as in `blur` and `predict`; --no-refine scores the model's
     output resized bilinearly.
     """
-    from blurcli.training import evaluate, load_labelled
-
+    training = _training("eval")
     console = _console(quiet)
-    data_split, subject = load_labelled(data, split, subject, limit)
+    data_split, subject = training.load_labelled(data, split, subject, limit)
     segmenter = _load_segmenter(weights, device, console, subject)
     with _file_progress(console) as progress:
         task = progress.add_task(f"scoring {split}", total=len(data_split.names))
-        result = evaluate(
+        result = training.evaluate(
             segmenter,
             data_split,
             batch_size,
@@ -568,16 +572,13 @@ def train(
 
     The defaults train the shipped model's recipe (weights/README.md gives the whole command).
     """
-    from blurcli.training import TrainConfig
-    from blurcli.training import train as run_training
-    from blurcli.training.soup import check_soup_metric
-
-    check_soup_metric(soup_by)  # an invalid value is a mistake with or without --soup
+    training = _training("train")
+    training.soup.check_soup_metric(soup_by)  # an invalid value is a mistake with or without --soup
     console = _console(quiet)
     if soup:
         _soup(data, out, soup, device, limit, console, soup_by)
         return
-    config = TrainConfig(
+    config = training.TrainConfig(
         data=data,
         out=out,
         epochs=epochs,
@@ -627,12 +628,30 @@ def train(
                 soft_wrap=True,
             )
 
-        result = run_training(config, on_step, on_epoch)
+        result = training.train(config, on_step, on_epoch)
     console.print(
         f"best epoch {result.best_epoch}: val mIoU {result.best_metrics.get('mean_iou', float('nan')):.4f}"
         f" -> {result.paths.best} (log {result.paths.log}, curves {result.paths.plot})",
         soft_wrap=True,
         highlight=False,
+    )
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A torch checkpoint (.pt) from `blurcli train`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the ONNX model.")],
+    quiet: QuietOption = False,
+) -> None:
+    """Export a trained checkpoint to ONNX, the model `blur` and `predict` run (ONNX Runtime, no
+    torch); its preprocessing goes into the file. Needs the train extra (torch, onnx)."""
+    from blurcli.export import export_onnx
+
+    spec = export_onnx(checkpoint, output)
+    _console(quiet).print(
+        f"{checkpoint} -> {output} (input {spec.input_size} px, subjects {', '.join(spec.subjects)})",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -645,7 +664,7 @@ def _soup(
     console: Console,
     metric: str,
 ) -> None:
-    from blurcli.training import greedy_soup
+    greedy_soup = _training("train").greedy_soup
 
     def on_step(step: dict[str, Any]) -> None:
         verdict = {None: "alone", True: "kept", False: "dropped"}[step["kept"]]
@@ -663,6 +682,16 @@ def _soup(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _training(command: str) -> ModuleType:
+    """blurcli.training (torch and friends), or one line saying how to install it."""
+    try:
+        import blurcli.training as training
+    except ImportError as error:
+        missing = error.name or "a training dependency"
+        raise BlurcliError(f'blurcli {command} needs {missing}: pip install "blurcli[train]"') from None
+    return training
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
-import torch
 
 CLASSES = ("background", "skin", "hair")
 SUBJECTS = ("person", "head")  # what stays sharp: the whole person (default), or LFW's head
@@ -21,12 +20,11 @@ NORMALIZATION: Mapping[str, tuple[float, float, float]] = {
 }
 
 
-def to_tensor(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """(N, H, W, 3) or (H, W, 3) uint8 RGB -> (N, 3, H, W) or (3, H, W) float32, normalised."""
-    pixels = torch.from_numpy(np.ascontiguousarray(batch)).float().div_(255.0)
-    mean_t = torch.tensor(mean, dtype=torch.float32)
-    std_t = torch.tensor(std, dtype=torch.float32)
-    return ((pixels - mean_t) / std_t).movedim(-1, -3)
+    pixels = batch.astype(np.float32) * np.float32(1 / 255.0)
+    pixels = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(np.moveaxis(pixels, -1, -3))
 
 
 def model_shape(height: int, width: int, input_size: int, multiple: int) -> tuple[int, int]:

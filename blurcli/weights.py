@@ -17,13 +17,38 @@ from typing import Any
 from blurcli.errors import BlurcliError
 from blurcli.paths import HOME_ENV, data_home, os_reason
 
-# Models that ship inside blurcli, by name: `--weights NAME`.
-SHIPPED: Mapping[str, str] = {"lfw": "blurcli-lfw.pt", "person": "blurcli-person.pt"}
+# Models that ship inside blurcli, by name: `--weights NAME`. The ONNX file is what blur and
+# predict run; its torch checkpoint (same name, .pt) ships beside it for fine-tuning (--init).
+SHIPPED: Mapping[str, str] = {"lfw": "blurcli-lfw.onnx", "person": "blurcli-person.onnx"}
 DEFAULT_MODEL = "lfw"
 # The shipped model each subject uses when no --weights is given (a name not shipped: DEFAULT_MODEL).
 DEFAULT_FOR_SUBJECT: Mapping[str, str] = {"person": "person", "head": "lfw"}
 
 ProgressCallback = Callable[[int, int | None], None]
+TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save: a zip archive, or the legacy pickle
+ONNX_MAGIC = b"\x08"  # an ONNX model is a protobuf whose first field is ir_version (field 1, varint)
+# The first bytes of files people pass as weights by mistake.
+_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"RIFF": "a RIFF file (WebP image?)",
+    b"\x1f\x8b": "a gzip archive",
+    b"%PDF": "a PDF document",
+}
+
+
+def foreign_kind(head: bytes, wanted: str) -> str | None:
+    """What a weights file is, by its first bytes, when it cannot be `wanted` ('a PyTorch file');
+    None when it can."""
+    if not head:
+        return "an empty file"
+    for signature, kind in _SIGNATURES.items():
+        if head.startswith(signature):
+            return f"{kind}, not {wanted}"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return f"text, not {wanted}"
+    return f"not {wanted}"
 
 
 def shipped_weights(name: str = DEFAULT_MODEL) -> Path:
@@ -177,3 +202,13 @@ def resolve_weights(
             ) from None
         raise BlurcliError(f"{path}: cannot read ({os_reason(error, path)})") from None
     return path
+
+
+def resolve_checkpoint(
+    spec: str | None = None, on_progress: ProgressCallback | None = None, subject: str | None = None
+) -> Path:
+    """As `resolve_weights`, but the torch checkpoint: a shipped model's .pt twin of its ONNX file
+    (what training, soups and the torch benchmarks load)."""
+    path = resolve_weights(spec, on_progress, subject)
+    twin = path.with_suffix(".pt")
+    return twin if path.suffix == ".onnx" and twin.is_file() else path

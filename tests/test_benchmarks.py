@@ -149,7 +149,8 @@ def test_bench_segment(tiny_weights: Path, tiny_lfw: Path, tmp_path: Path) -> No
     )
     assert "tiny.pt" in output and "3 images of 250x250, 5 runs" in output
     assert re.search(rf"threads 1: blurcli {NUMBER} ms/img", output)
-    assert re.search(rf"without channels-last, BN not folded {NUMBER} ms/img", output)
+    assert re.search(rf"in torch \(as training runs it\) {NUMBER} ms/img", output)
+    assert re.search(rf"in torch, without channels-last, BN not folded {NUMBER} ms/img", output)
     if importlib.util.find_spec("mediapipe") is None:
         assert "(mediapipe==0.10.14 not installed: no comparison)" in output
     else:

@@ -35,11 +35,11 @@ def _run(*args: str | Path) -> object:
     return runner.invoke(app, [str(a) for a in args])
 
 
-def test_help_lists_the_four_subcommands() -> None:
+def test_help_lists_the_subcommands() -> None:
     result = _run("--help")
     assert result.exit_code == 0
     listed = re.findall(r"^\W*(\w+)\s{2,}\w", result.output.split("Commands")[1], re.M)
-    assert listed == ["blur", "predict", "eval", "train"]
+    assert listed == ["blur", "predict", "eval", "train", "export"]
 
 
 def test_blur_writes_beside_the_input_and_keeps_the_input(photos: list[Path], tiny_weights: Path) -> None:

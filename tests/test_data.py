@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.preprocess import resize_for_model, to_tensor
+from blurcli.preprocess import resize_for_model
 from blurcli.training.augment import Augmentation, augment_pair
-from blurcli.training.dataset import SegmentationDataset
+from blurcli.training.dataset import SegmentationDataset, to_tensor
 from blurcli.training.lfw import decode_mask, load_split, locate_dataset, parse_split
 from tests.conftest import REAL_LFW
 from tests.lfw_fake import class_map_to_ppm_rgb, make_lfw_dataset

@@ -17,7 +17,7 @@ from blurcli.render import predict
 from blurcli.segment import Segmenter, new_segmenter
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import SplitData, load_split
-from blurcli.weights import default_weights
+from blurcli.weights import default_weights, resolve_checkpoint
 from tests.conftest import REAL_LFW
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
@@ -35,11 +35,17 @@ def _sharpness(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
 
 
 def test_default_weights_ship_with_the_package() -> None:
-    person, head = load_checkpoint(default_weights()), load_checkpoint(default_weights("head"))
+    """Each shipped model: the ONNX file blur runs, its torch checkpoint beside it."""
+    assert (
+        default_weights().name == "blurcli-person.onnx" and default_weights("head").name == "blurcli-lfw.onnx"
+    )
+    person, head = (load_checkpoint(resolve_checkpoint(None, subject=s)) for s in ("person", "head"))
     assert person.subjects == ("head", "person") and head.subjects == ("head",)
-    for path in (default_weights(), default_weights("head")):
-        assert load_checkpoint(path).info.get("eval_split") == "validation"
-        assert path.stat().st_size <= 2 * 1024 * 1024
+    for subject in ("person", "head"):
+        checkpoint = resolve_checkpoint(None, subject=subject)
+        assert load_checkpoint(checkpoint).info.get("eval_split") == "validation"
+        assert checkpoint.stat().st_size <= 2 * 1024 * 1024
+        assert default_weights(subject).stat().st_size <= 4 * 1024 * 1024
 
 
 def test_the_default_mask_covers_her_suit_and_the_head_subject_does_not() -> None:

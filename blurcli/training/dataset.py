@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from blurcli.errors import UsageError
-from blurcli.preprocess import NORMALIZATION, to_tensor
+from blurcli.preprocess import NORMALIZATION, normalize
 from blurcli.training.augment import (
     Augmentation,
     augment_pair,
@@ -24,6 +24,11 @@ from blurcli.training.augment import (
 )
 from blurcli.training.lfw import SplitData
 from blurcli.training.targets import NOT_PERSON, PERSON
+
+
+def to_tensor(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(N, H, W, 3) or (H, W, 3) uint8 RGB -> normalised float32 tensor, channels first."""
+    return torch.from_numpy(normalize(batch, mean, std))
 
 
 class SegmentationDataset(Dataset):

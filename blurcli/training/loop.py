@@ -24,6 +24,7 @@ from blurcli.paths import check_writable, os_reason
 from blurcli.preprocess import CLASSES, NORMALIZATION
 from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
+from blurcli.torch_network import TorchNetwork
 from blurcli.training.augment import Augmentation
 from blurcli.training.ccp import PersonSplit, load_person_split
 from blurcli.training.dataset import SegmentationDataset
@@ -302,12 +303,11 @@ def _train(
                     f"lower --lr (it was {config.lr:g})"
                 )
             segmenter = Segmenter(
-                model,
+                TorchNetwork(model, device),
                 config.input_size,
                 model_config.multiple,
                 tuple(norm["mean"]),
                 tuple(norm["std"]),
-                device,
                 subjects=config.subjects,
             )
             # Refined, as `blurcli eval` scores (and `blur` uses) masks; the loss stays bilinear.

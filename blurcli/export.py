@@ -1,0 +1,85 @@
+"""Export a torch checkpoint to the ONNX model `blur` and `predict` run (ONNX Runtime, no torch).
+
+The graph is traced from the one UNet module with the checkpoint's weights, BatchNorm folded;
+batch, height and width stay free. The preprocessing goes into the file's metadata
+(`onnx_network.METADATA_KEY`). Needs torch and onnx: `pip install "blurcli[train]"`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from blurcli.errors import BlurcliError
+from blurcli.onnx_network import METADATA_KEY, NetworkSpec
+from blurcli.paths import data_home
+from blurcli.photo import write_bytes_atomic
+from blurcli.weights import sha256_of
+
+if TYPE_CHECKING:
+    from blurcli.checkpoint import Checkpoint
+
+OPSET = 17
+_NEEDS_TRAIN = 'needs torch and onnx to export it to ONNX: pip install "blurcli[train]"'
+
+
+def export_onnx(checkpoint_path: Path, out: Path) -> NetworkSpec:
+    """Write `checkpoint_path`'s model as ONNX to `out` (atomically); returns what it records."""
+    try:
+        from blurcli.checkpoint import load_checkpoint
+    except ImportError:
+        raise BlurcliError(f"{checkpoint_path}: a torch checkpoint; blurcli {_NEEDS_TRAIN}") from None
+    model, spec = onnx_model(load_checkpoint(checkpoint_path), str(checkpoint_path))
+    try:
+        write_bytes_atomic(out, model)
+    except OSError as error:
+        raise BlurcliError(f"{out}: cannot write ({error.strerror or error})") from None
+    return spec
+
+
+def onnx_model(checkpoint: Checkpoint, source: str = "weights") -> tuple[bytes, NetworkSpec]:
+    """A checkpoint -> the serialised ONNX model (its preprocessing in the metadata) and its spec."""
+    try:
+        import onnx
+        import torch
+
+        from blurcli.checkpoint import build_model
+        from blurcli.model import fuse_batchnorm
+    except ImportError:
+        raise BlurcliError(f"{source}: a torch checkpoint; blurcli {_NEEDS_TRAIN}") from None
+    model = fuse_batchnorm(build_model(checkpoint, source)).eval()
+    spec = NetworkSpec(
+        input_size=checkpoint.input_size,
+        multiple=checkpoint.config.multiple,
+        mean=tuple(checkpoint.normalization["mean"]),
+        std=tuple(checkpoint.normalization["std"]),
+        classes=tuple(checkpoint.classes),
+        subjects=tuple(checkpoint.subjects),
+    )
+    side = -(-checkpoint.input_size // spec.multiple) * spec.multiple
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes are for torch's developers
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, side, side),),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["pixels"],
+            output_names=["logits"],
+            dynamic_axes={name: {0: "batch", 2: "height", 3: "width"} for name in ("pixels", "logits")},
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(graph, {METADATA_KEY: spec.to_json()})
+    return graph.SerializeToString(), spec
+
+
+def cached_export(checkpoint_path: Path) -> Path:
+    """The ONNX export of a torch checkpoint, made once and kept in the data dir under its sha256."""
+    target = data_home() / "onnx" / f"{sha256_of(checkpoint_path)[:16]}-{checkpoint_path.stem}.onnx"
+    if not target.is_file():
+        export_onnx(checkpoint_path, target)
+    return target

@@ -1,0 +1,150 @@
+"""Run a blurcli model in ONNX Runtime: what `blur` and `predict` use, with no torch imported.
+
+An exported model carries its preprocessing (input size, multiple, normalisation, classes,
+subjects) in its metadata under the key `blurcli`, so the file alone is a complete model. A torch
+checkpoint given instead is exported once (`export.py`, which needs torch) and cached in the user
+data dir under its sha256.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blurcli.device import check_device
+from blurcli.errors import BlurcliError, UsageError
+from blurcli.weights import ONNX_MAGIC, TORCH_MAGIC, foreign_kind
+
+METADATA_KEY = "blurcli"  # the model's preprocessing, JSON, in the ONNX file's metadata_props
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What the network expects and gives, as the checkpoint it came from recorded it."""
+
+    input_size: int
+    multiple: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+    subjects: tuple[str, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "format": 1})
+
+
+class OnnxNetwork:
+    """An ONNX Runtime session: normalised (N, 3, h, w) float32 in, logits out."""
+
+    def __init__(self, model: bytes, providers: list[Any]) -> None:
+        self._model = model
+        self._providers = providers
+        self._sessions: dict[int, Any] = {}
+        self._threads = 0  # 0: ONNX Runtime's default (one per physical core)
+        self.session = self._session(0)
+
+    def _session(self, threads: int) -> Any:
+        import onnxruntime
+
+        if threads not in self._sessions:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.log_severity_level = 3  # errors only: its warnings are for its developers
+            try:
+                self._sessions[threads] = onnxruntime.InferenceSession(
+                    self._model, options, providers=self._providers
+                )
+            except Exception as error:  # ONNX Runtime raises its own types for bad files
+                raise BlurcliError(f"damaged ONNX model ({_first_line(error)})") from None
+        return self._sessions[threads]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self._session(self._threads).run(None, {"pixels": batch})[0]
+
+    def threads(self, count: int | None) -> None:
+        self._threads = count or 0
+
+
+def load_onnx(path: Path, device: str | None = None) -> tuple[OnnxNetwork, NetworkSpec]:
+    """A model file (ONNX, or a torch checkpoint exported once) -> its network and spec on `device`."""
+    if is_torch_file(path):
+        from blurcli.export import cached_export  # needs torch: a clear message when it is absent
+
+        path = cached_export(path)
+    try:
+        model = path.read_bytes()
+    except IsADirectoryError:
+        raise BlurcliError(f"{path}: is a directory, not a weights file") from None
+    except OSError as error:
+        raise BlurcliError(f"{path}: cannot read ({error.strerror or error})") from None
+    return onnx_network(model, device, str(path))
+
+
+def onnx_network(
+    model: bytes, device: str | None = None, source: str = "weights"
+) -> tuple[OnnxNetwork, NetworkSpec]:
+    """A serialised blurcli ONNX model -> its network on `device` and its spec; `source` names it."""
+    if not model.startswith(ONNX_MAGIC):
+        kind = foreign_kind(model[:64], "an ONNX model or a PyTorch file")
+        raise BlurcliError(f"{source}: not a blurcli model ({kind})")
+    try:
+        network = OnnxNetwork(model, providers(device))
+    except BlurcliError as error:
+        raise BlurcliError(f"{source}: {error}") from None
+    return network, read_spec(network.session, source)
+
+
+def is_torch_file(path: Path) -> bool:
+    """Whether a weights file is a torch checkpoint (a zip or pickle), not an ONNX model."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4).startswith(TORCH_MAGIC)
+    except OSError:
+        return False
+
+
+def read_spec(session: Any, path: Path | str) -> NetworkSpec:
+    """The preprocessing a blurcli export recorded in the model's metadata."""
+    recorded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if recorded is None:
+        raise BlurcliError(f"{path}: an ONNX model, but not one blurcli exported (blurcli export makes one)")
+    try:
+        spec = json.loads(recorded)
+        return NetworkSpec(
+            input_size=int(spec["input_size"]),
+            multiple=int(spec["multiple"]),
+            mean=tuple(float(x) for x in spec["mean"]),
+            std=tuple(float(x) for x in spec["std"]),
+            classes=tuple(str(x) for x in spec["classes"]),
+            subjects=tuple(str(x) for x in spec["subjects"]),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise BlurcliError(f"{path}: damaged blurcli metadata ({error})") from None
+
+
+def cuda_available() -> bool:
+    """Whether this ONNX Runtime can run on CUDA (the onnxruntime-gpu package)."""
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def providers(device: str | None) -> list[Any]:
+    """ONNX Runtime's execution providers for --device: CUDA where asked (or, for auto, where
+    onnxruntime-gpu is installed), else the CPU."""
+    spec = check_device(device)
+    if spec == "cpu" or (spec == "auto" and not cuda_available()):
+        return ["CPUExecutionProvider"]
+    if not cuda_available():
+        raise UsageError(f"--device {spec}: this ONNX Runtime has no CUDA (pip install onnxruntime-gpu)")
+    index = int(spec.partition(":")[2] or 0)
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:160]

@@ -1,0 +1,134 @@
+"""blur and predict run the model in ONNX Runtime, exported from the one UNet: same numbers as
+torch, no torch imported, torch checkpoints exported once and cached, export for users."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from blurcli.checkpoint import load_checkpoint
+from blurcli.cli import app
+from blurcli.errors import BlurcliError
+from blurcli.export import onnx_model
+from blurcli.paths import data_home
+from blurcli.photo import read_image, write_image
+from blurcli.preprocess import normalize
+from blurcli.segment import Segmenter, new_segmenter
+from blurcli.weights import default_weights, resolve_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "astronaut.jpg"
+runner = CliRunner()
+NO_TORCH = (
+    "import sys; sys.modules['torch'] = None; from blurcli.cli import main; sys.argv[0] = 'blurcli'; main()"
+)
+
+
+def _no_torch(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """The CLI in a fresh process where `import torch` fails, as in an inference-only install."""
+    command = [sys.executable, "-c", NO_TORCH, *(str(a) for a in args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+
+
+def _inputs() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    photo = read_image(EXAMPLE)
+    real = normalize(np.stack([photo[:192, :128], photo[100:292, 200:328]]), (0.5,) * 3, (0.25,) * 3)
+    noise = rng.normal(0, 1, (3, 3, 96, 160)).astype(np.float32)
+    return [real, noise]
+
+
+@pytest.mark.parametrize("which", ["tiny", "shipped"])
+def test_the_export_computes_what_the_torch_module_does(which: str, tiny_weights: Path) -> None:
+    path = tiny_weights if which == "tiny" else resolve_checkpoint(None)
+    checkpoint = load_checkpoint(path)
+    in_torch = Segmenter.from_checkpoint(checkpoint, "cpu")
+    in_onnx = Segmenter.from_onnx(onnx_model(checkpoint)[0], "cpu")
+    for batch in _inputs():
+        np.testing.assert_allclose(in_onnx.network(batch), in_torch.network(batch), atol=1e-4, rtol=0)
+    photo = read_image(EXAMPLE)
+    masks = [(s.foreground(photo) * 255 + 0.5).astype(np.uint8) for s in (in_onnx, in_torch)]
+    assert np.abs(masks[0].astype(int) - masks[1]).max() <= 1
+    assert ((masks[0] >= 128) == (masks[1] >= 128)).mean() > 0.9999
+
+
+@pytest.mark.parametrize("subject", ["person", "head"])
+def test_shipped_onnx_models_are_exports_of_their_checkpoints(subject: str) -> None:
+    shipped = new_segmenter(device="cpu", subject=subject)
+    fresh = Segmenter.from_onnx(
+        onnx_model(load_checkpoint(resolve_checkpoint(None, subject=subject)))[0], "cpu"
+    )
+    for batch in _inputs():
+        np.testing.assert_allclose(shipped.network(batch), fresh.network(batch), atol=1e-5, rtol=0)
+    assert (shipped.input_size, shipped.subjects) == (fresh.input_size, fresh.subjects)
+
+
+def test_blur_and_predict_never_import_torch(tmp_path: Path) -> None:
+    for command, out in (("blur", "b.jpg"), ("predict", "m.png")):
+        done = _no_torch(command, EXAMPLE, "-o", tmp_path / out)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / out).stat().st_size > 0
+
+
+def test_train_and_eval_say_what_to_install_without_torch(tmp_path: Path) -> None:
+    for args in (("train", "--data", tmp_path, "--out", tmp_path / "m.pt"), ("eval", "--data", tmp_path)):
+        done = _no_torch(*args)
+        assert done.returncode == 1
+        assert done.stderr.strip().endswith('pip install "blurcli[train]"'), done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_a_torch_checkpoint_is_exported_once_and_cached(tmp_path: Path, tiny_weights: Path) -> None:
+    write_image(tmp_path / "a.png", read_image(EXAMPLE)[:64, :96])
+    first = runner.invoke(
+        app, ["blur", str(tmp_path / "a.png"), "-w", str(tiny_weights), "-o", str(tmp_path / "1.png")]
+    )
+    assert first.exit_code == 0, first.output
+    cached = list((data_home() / "onnx").iterdir())
+    assert len(cached) == 1 and cached[0].suffix == ".onnx"
+    stamp = cached[0].stat().st_mtime_ns
+    second = runner.invoke(
+        app, ["blur", str(tmp_path / "a.png"), "-w", str(tiny_weights), "-o", str(tmp_path / "2.png")]
+    )
+    assert second.exit_code == 0 and cached[0].stat().st_mtime_ns == stamp
+    assert (tmp_path / "1.png").read_bytes() == (tmp_path / "2.png").read_bytes()
+
+
+def test_export_command_makes_a_model_blur_takes(tmp_path: Path, tiny_weights: Path) -> None:
+    done = runner.invoke(app, ["export", str(tiny_weights), "-o", str(tmp_path / "tiny.onnx")])
+    assert done.exit_code == 0, done.output
+    write_image(tmp_path / "a.png", read_image(EXAMPLE)[:64, :96])
+    for weights, out in ((tmp_path / "tiny.onnx", "x.png"), (tiny_weights, "y.png")):
+        result = runner.invoke(
+            app, ["blur", str(tmp_path / "a.png"), "-w", str(weights), "-o", str(tmp_path / out)]
+        )
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "x.png").read_bytes() == (tmp_path / "y.png").read_bytes()
+
+
+def test_an_onnx_file_blurcli_did_not_export_is_named(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["pixels"], ["logits"])],
+        "plain",
+        [onnx.helper.make_tensor_value_info("pixels", onnx.TensorProto.FLOAT, None)],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, None)],
+    )
+    (tmp_path / "plain.onnx").write_bytes(onnx.helper.make_model(graph).SerializeToString())
+    with pytest.raises(BlurcliError, match=r"plain\.onnx: an ONNX model, but not one blurcli exported"):
+        new_segmenter(str(tmp_path / "plain.onnx"), "cpu")
+    assert default_weights().suffix == ".onnx"
+
+
+def test_thread_settings_change_the_session_not_the_numbers() -> None:
+    segmenter = new_segmenter(device="cpu")
+    batch = _inputs()[0]
+    default = segmenter.network(batch)
+    with segmenter.threads(1):
+        single = segmenter.network(batch)
+    np.testing.assert_allclose(default, single, atol=1e-5, rtol=0)
