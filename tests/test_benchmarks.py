@@ -213,3 +213,10 @@ def test_bench_person(person_weights: Path, tiny_ccp: Path, tmp_path: Path) -> N
     assert re.search(r"target person IoU >= 0.94: (not )?met", output)
     if importlib.util.find_spec("mediapipe") is None:
         assert "mediapipe not installed: no comparison" in output
+
+
+def test_bench_startup(tmp_path: Path) -> None:
+    output = run_script("bench_startup.py", "--runs", 1, tmp_path=tmp_path)
+    assert re.search(rf"blurcli blur \(ONNX Runtime\): +{NUMBER} s", output)
+    if importlib.util.find_spec("mediapipe") is None:
+        assert "(mediapipe not installed: no comparison" in output
