@@ -34,6 +34,7 @@ from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, STDIN, STDOUT, Job, Naming
 from blurcli.render import BlurTask, Mask, PredictTask, Task, mask_from_photo
 from blurcli.second_look import HeadOptions, second_look
 from blurcli.segment import Prepared, Segmenter, new_segmenter
+from blurcli.video import VideoOptions, is_video, process_video
 
 EXISTS = "output exists (--overwrite redoes it)"
 
@@ -49,10 +50,14 @@ class FileResult:
     error: str | None = None
     ms: float = 0.0
     reason: str | None = None
+    frames: int | None = None  # videos only
+    fps: float | None = None  # videos only
 
     def to_json(self) -> str:
-        """One JSON line for scripts: input, output, status, error, ms, reason."""
-        return json.dumps({**asdict(self), "ms": round(self.ms, 1)})
+        """One JSON line for scripts: input, output, status, error, ms, reason (and for a video,
+        frames and fps)."""
+        line = {**asdict(self), "ms": round(self.ms, 1)}
+        return json.dumps({k: v for k, v in line.items() if v is not None or k not in ("frames", "fps")})
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class RunOptions:
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    video: VideoOptions = field(default_factory=VideoOptions)
 
 
 @dataclass
@@ -110,14 +116,14 @@ class Runner:
             if on_result:
                 on_result(result)
 
-        todo = []
+        todo, videos = [], []
         for job in jobs:
             if job.skip is not None:
                 report(FileResult(job.name, None, "skipped", reason=job.skip))
             elif job.target is not None and job.target.exists() and not self.options.overwrite:
                 report(FileResult(job.name, str(job.target), "skipped", reason=EXISTS))
             else:
-                todo.append(job)
+                (videos if job.source is not None and is_video(job.source) else todo).append(job)
         remove_stale_parts(path for job in todo for path in (job.target, job.mask_target) if path)
         pool = ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="blurcli")
         # The workers keep the other cores busy; a multi-threaded forward pass would wait on them
@@ -128,7 +134,24 @@ class Runner:
                 self._run(pool, todo, report)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        for job in videos:
+            report(self._video(job))
         return results
+
+    def _video(self, job: Job) -> FileResult:
+        """One video, start to end: its frames through the model in batches, steadied, rendered."""
+        started = time.perf_counter()
+        assert job.source is not None and job.target is not None
+        try:
+            if job.mask is not None or self.segmenter is None:
+                raise BlurcliError(f"{job.name}: videos take the model's masks (no --mask)")
+            result = process_video(
+                job.source, job.target, self.segmenter, self.task, self.options.video, self.task.subject_only
+            )
+        except Exception as error:  # a bad video is reported, the batch goes on
+            return _failure(job, error, started)
+        ms = (time.perf_counter() - started) * 1000
+        return FileResult(job.name, str(job.target), "done", None, ms, frames=result.frames, fps=result.fps)
 
     def _run(self, pool: ThreadPoolExecutor, jobs: list[Job], report: Callable[[FileResult], None]) -> None:
         batch_size = max(1, self.options.batch_size)

@@ -36,6 +36,7 @@ from blurcli.refine import RefineOptions
 from blurcli.render import BlurTask, PredictMode, PredictTask, Task
 from blurcli.second_look import HeadMode, head_options
 from blurcli.segment import Segmenter, new_segmenter
+from blurcli.video import VideoOptions, check_preset
 
 
 class _Terminated(KeyboardInterrupt):
@@ -334,11 +335,17 @@ def blur(
     as_json: JsonOption = False,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     refine: RefineFlag = True,
+    crf: Annotated[
+        int, typer.Option(min=0, max=51, help="Videos: x264 quality (lower is better and bigger).")
+    ] = VideoOptions.crf,
+    preset: Annotated[
+        str, typer.Option(help="Videos: x264 speed preset (ultrafast ... veryslow).")
+    ] = VideoOptions.preset,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
-    """Blur the background of photos, keeping the person sharp."""
+    """Blur the background of photos and videos, keeping the person sharp."""
     planned = plan_files(images, output, BLUR_NAMING, recursive, fmt, mask, save_mask)
     _check_stdout(planned, as_json)
     console = _console(quiet)
@@ -352,7 +359,8 @@ def blur(
         save_mask,
         keep_empty,
     )
-    options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite)
+    video = VideoOptions(crf=crf, preset=check_preset(preset))
+    options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, video)
     _run_jobs(planned, task, segmenter, options, heads, "blurring", as_json, quiet)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.metadata import MARKED_FORMATS, output_mark, sniff_format
 from blurcli.photo import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, normalize_extension, writable_format
+from blurcli.video import VIDEO_EXTENSIONS, is_video, video_output_extension
 
 # Stems of what `blur` and `predict` write. blurcli knows its outputs by the mark it writes into
 # their metadata; the names count only for formats that carry no mark (TIFF, BMP).
@@ -104,7 +105,7 @@ def _folder_images(folder: Path, recursive: bool, skip: Path | None) -> Iterator
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.suffix.lower() not in INPUT_EXTENSIONS or not path.is_file():
+        if path.suffix.lower() not in INPUT_EXTENSIONS + VIDEO_EXTENSIONS or not path.is_file():
             continue
         if skip is not None and skip in path.resolve().parents:
             continue
@@ -122,7 +123,7 @@ def why_skip(path: Path) -> str | None:
     kind = output_mark(head)
     if kind is not None:
         return f"blurcli's own output (marked '{kind}' in its metadata)"
-    fmt = sniff_format(head)
+    fmt = ".mp4" if is_video(path) else sniff_format(head)
     suffix = next((end for end in OUTPUT_SUFFIXES if path.stem.endswith(end)), None)
     if suffix and fmt is not None and fmt not in MARKED_FORMATS:
         return (
@@ -158,14 +159,16 @@ def plan_jobs(
     in_folder = suffix if folder_suffix is None else folder_suffix
     jobs = []
     for path, root in inputs:
-        name_ext = ext or default or _output_extension(path)
+        video = is_video(path)  # --format is about photos: a video stays a video
+        name_ext = video_output_extension(path.suffix) if video else ext or default or _output_extension(path)
         if output is None:
             target = path.with_name(f"{path.stem}{suffix}{name_ext}")
         elif target_file is not None:
             target = target_file
         else:
             target = Path(output) / _relative_folder(path, root) / f"{path.stem}{in_folder}{name_ext}"
-        jobs.append(Job(path, target, ext or normalize_extension(target.suffix)))
+        fmt = video_output_extension(target.suffix) if video else ext or normalize_extension(target.suffix)
+        jobs.append(Job(path, target, fmt))
     _check_targets(inputs, jobs)
     return jobs
 
@@ -192,11 +195,11 @@ def _output_file(output: Path | str | None, count: int, ext: str | None) -> Path
         return None
     if path.exists() and count > 1:
         raise UsageError(f"-o {output} is an existing file, but there are {count} inputs; give a folder")
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+    if path.suffix.lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
         return None  # '2024.06', 'out': a folder
     if count > 1:
         raise UsageError(f"-o {output} names one file, but there are {count} inputs; give a folder")
-    if ext is not None and normalize_extension(path.suffix) != ext:
+    if ext is not None and not is_video(path) and normalize_extension(path.suffix) != ext:
         raise UsageError(f"-o {output} is a {path.suffix} file, but --format asks for {ext}; drop one")
     return path
 

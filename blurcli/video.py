@@ -1,0 +1,204 @@
+"""Blur the background of a recording: frames through the model in batches, masks steadied over
+time, the compositor per frame, H.264 out; audio packets copied untouched.
+
+PyAV (FFmpeg's libraries in its wheels) is optional (`pip install "blurcli[video]"`) and imported
+only when a video arrives. Frames keep their timestamps (variable frame rate too) and the stream's
+time base; 10-bit and other pixel formats H.264's 8-bit profiles cannot hold are refused, never
+squeezed silently. The output is written to a temp file and renamed, like photos.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from blurcli.errors import BlurcliError, UsageError
+from blurcli.photo import Photo
+from blurcli.render import Mask, Rendered
+from blurcli.segment import Segmenter
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+# Containers blurcli writes H.264 into; WebM and AVI inputs come out as MP4.
+_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+_8BIT_YUV = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p")
+_INSTALL = 'pip install "blurcli[video]"'
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How frames are steadied and encoded: `steady` is how much of the previous frame's mask a
+    still pixel keeps (0: every frame alone); `crf` and `preset` are x264's quality and speed."""
+
+    steady: float = 0.6
+    crf: int = 20
+    preset: str = "veryfast"
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What was written: frames and their average rate."""
+
+    frames: int
+    fps: float
+
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def check_preset(preset: str) -> str:
+    """--preset's value, one of x264's; anything else is a usage error."""
+    if preset not in PRESETS:
+        raise UsageError(f"--preset {preset}: not an x264 preset (use one of {', '.join(PRESETS)})")
+    return preset
+
+
+def is_video(path: Path | str) -> bool:
+    """Whether a name is a video blurcli reads, by its extension."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def video_output_extension(ext: str) -> str:
+    """The container a video's output gets: its own where H.264 fits, else MP4."""
+    return ext if ext.lower() in _CONTAINERS else ".mp4"
+
+
+def steady_mask(
+    low: np.ndarray, grey: np.ndarray, previous: tuple[np.ndarray, np.ndarray] | None, steady: float
+) -> np.ndarray:
+    """A frame's low mask averaged with the previous frame's (`previous`: its steadied mask and
+    small grey picture) where the picture is still; where it moves, or after a cut, the new mask
+    wins, so edges follow motion while still edges stop flickering."""
+    if previous is None or previous[0].shape != low.shape or steady <= 0:
+        return low
+    change = np.abs(grey - previous[1])
+    if float(change.mean()) >= 0.25:  # a scene cut
+        return low
+    keep = steady * np.exp(-change / 0.04)  # a pixel whose grey changed by 0.04 keeps 37 % of steady
+    return (keep * previous[0] + (1.0 - keep) * low).astype(np.float32)
+
+
+def process_video(
+    source: Path,
+    target: Path,
+    segmenter: Segmenter,
+    render: Callable[[Photo, Mask], Rendered],
+    options: VideoOptions = VideoOptions(),
+    subject_only: bool = True,
+) -> VideoResult:
+    """Read `source`, render every frame with its steadied mask, write `target` atomically (H.264
+    in the target's container, audio copied). Errors are one line naming `source`."""
+    av = _import_av(source)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    try:
+        container = av.open(str(source))
+    except (av.FFmpegError, OSError, ValueError) as error:
+        raise BlurcliError(f"{source}: not a video blurcli can read ({_reason(error)})") from None
+    try:
+        if not container.streams.video:
+            raise BlurcliError(f"{source}: no video stream")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        output = av.open(str(tmp), "w", format=_CONTAINERS[video_output_extension(target.suffix)])
+        try:
+            result = _transcode(av, container, output, segmenter, render, options, subject_only, source)
+        finally:
+            output.close()
+        os.replace(tmp, target)
+        return result
+    except av.FFmpegError as error:
+        raise BlurcliError(f"{source}: damaged video ({_reason(error)})") from None
+    finally:
+        container.close()
+        tmp.unlink(missing_ok=True)
+
+
+def _transcode(
+    av: Any,
+    container: Any,
+    output: Any,
+    segmenter: Segmenter,
+    render: Callable[[Photo, Mask], Rendered],
+    options: VideoOptions,
+    subject_only: bool,
+    source: Path,
+) -> VideoResult:
+    video = container.streams.video[0]
+    pix_fmt = video.codec_context.pix_fmt or "yuv420p"
+    if pix_fmt not in _8BIT_YUV:
+        raise BlurcliError(
+            f"{source}: {pix_fmt} video (10-bit, HDR or RGB) is not supported yet; 8-bit YUV only"
+        )
+    rate = video.average_rate or video.guessed_rate or 30
+    encoder = output.add_stream("libx264", rate=rate)
+    encoder.width, encoder.height = video.codec_context.width, video.codec_context.height
+    encoder.pix_fmt = pix_fmt.replace("yuvj", "yuv")
+    encoder.time_base = video.time_base
+    encoder.options = {"crf": str(options.crf), "preset": options.preset}
+    audio = {stream.index: output.add_stream_from_template(stream) for stream in container.streams.audio}
+    frames = 0
+    pending: list[Any] = []
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+
+    def flush() -> None:
+        nonlocal frames, previous
+        images = [frame.to_ndarray(format="rgb24") for frame in pending]
+        lows = segmenter.forward(
+            [segmenter.prepare(image) for image in images], options.batch_size, subject_only
+        )
+        for frame, image, low in zip(pending, images, lows, strict=True):
+            grey = _small_grey(image, low.shape[:2])
+            low = steady_mask(low, grey, previous, options.steady) if subject_only else low
+            previous = (low, grey)
+            rendered = render(Photo(image), Mask(low)).photo.pixels
+            if rendered.ndim == 2:
+                rendered = np.repeat(rendered[..., None], 3, axis=2)
+            out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rendered), format="rgb24")
+            out.pts, out.time_base = frame.pts, frame.time_base
+            for packet in encoder.encode(out):
+                output.mux(packet)
+            frames += 1
+        pending.clear()
+
+    for packet in container.demux(video, *container.streams.audio):
+        if packet.stream.index in audio:
+            if packet.dts is not None:
+                packet.stream = audio[packet.stream.index]
+                output.mux(packet)
+            continue
+        for frame in packet.decode():
+            pending.append(frame)
+            if len(pending) >= options.batch_size:
+                flush()
+    if pending:
+        flush()
+    for packet in encoder.encode():
+        output.mux(packet)
+    if frames == 0:
+        raise BlurcliError(f"{source}: no frames could be decoded")
+    return VideoResult(frames, float(rate))
+
+
+def _small_grey(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The frame at the mask's size, grey in [0, 1]: what steadying compares between frames."""
+    small = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+
+
+def _import_av(source: Path) -> Any:
+    try:
+        import av
+    except ImportError:
+        raise BlurcliError(f"{source}: videos need PyAV: {_INSTALL}") from None
+    return av
+
+
+def _reason(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:160]

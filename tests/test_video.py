@@ -1,0 +1,162 @@
+"""Videos: every frame blurred with its timestamp, audio copied packet for packet, masks steadied
+over time, bad files one line, interruption leaves nothing behind. Clips are made here with PyAV."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from blurcli.cli import app
+from blurcli.photo import write_image
+from blurcli.render import BlurTask
+from blurcli.segment import new_segmenter
+from blurcli.video import process_video, steady_mask
+
+av = pytest.importorskip("av")
+runner = CliRunner()
+
+
+def make_clip(
+    path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), rate: int = 24, pix_fmt: str = "yuv420p"
+) -> Path:
+    """A clip of a bright square moving over a gradient, with one second of a 440 Hz sine (AAC)."""
+    width, height = size
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        audio = out.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        ramp = np.linspace(0, 160, width, dtype=np.float32)[None, :, None]
+        for index in range(frames):
+            image = np.broadcast_to(ramp, (height, width, 3)).astype(np.uint8).copy()
+            left = 4 + 2 * index
+            image[12:36, left : left + 16] = (230, 200, 180)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        t = np.arange(16000) / 16000
+        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        sound = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        sound.sample_rate, sound.pts = 16000, 0
+        for packet in audio.encode(sound):
+            out.mux(packet)
+        for packet in audio.encode():
+            out.mux(packet)
+    return path
+
+
+def describe(path: Path) -> dict[str, object]:
+    """Frame count, rate, frame timestamps, duration and the audio packets' timestamps and bytes."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        rate, duration = video.average_rate, container.duration
+        audio = [(p.pts, bytes(p)) for p in container.demux(container.streams.audio[0]) if p.dts is not None]
+    with av.open(str(path)) as container:
+        stamps = [float(frame.pts * frame.time_base) for frame in container.decode(video=0)]
+    return {"frames": len(stamps), "rate": rate, "stamps": stamps, "duration": duration, "audio": audio}
+
+
+def test_a_clip_keeps_its_frames_timing_and_sound(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = make_clip(tmp_path / "talk.mp4")
+    result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights), "--json"])
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout)
+    assert (line["status"], line["frames"], line["fps"]) == ("done", 12, 24.0)
+    before, after = describe(clip), describe(tmp_path / "talk_blurred.mp4")
+    assert after["frames"] == before["frames"] == 12 and after["rate"] == before["rate"]
+    assert after["stamps"] == pytest.approx(before["stamps"], abs=1e-3)
+    assert after["duration"] == pytest.approx(before["duration"], rel=0.05)
+    assert after["audio"] == before["audio"] and before["audio"]  # copied, not re-encoded
+
+
+def test_a_folder_of_photos_and_videos(tmp_path: Path, tiny_weights: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "clip.mp4")
+    write_image(folder / "photo.png", np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8))
+    result = runner.invoke(
+        app, ["blur", str(folder), "-o", str(tmp_path / "out"), "-w", str(tiny_weights), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = {Path(json.loads(x)["input"]).name: json.loads(x) for x in result.stdout.splitlines()}
+    assert lines["clip.mp4"]["frames"] == 12 and "frames" not in lines["photo.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_blurred.mp4", "photo_blurred.png"]
+    again = runner.invoke(app, ["blur", str(folder), "-w", str(tiny_weights)])  # beside the inputs
+    rerun = runner.invoke(app, ["blur", str(folder), "-w", str(tiny_weights)])
+    assert again.exit_code == 0 and rerun.exit_code == 0
+    assert not list(folder.glob("*_blurred_blurred*"))
+
+
+def test_a_damaged_video_is_one_line_and_exit_1(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = make_clip(tmp_path / "a.mp4")
+    (tmp_path / "cut.mp4").write_bytes(clip.read_bytes()[:300])
+    (tmp_path / "text.mp4").write_text("not a video")
+    for name in ("cut.mp4", "text.mp4"):
+        result = runner.invoke(app, ["blur", str(tmp_path / name), "-w", str(tiny_weights)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.count("\n") == 1 and name in result.stderr
+        assert not [p for p in tmp_path.iterdir() if "_blurred" in p.name or p.name.endswith(".part")]
+
+
+def test_an_interrupted_video_leaves_nothing(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = make_clip(tmp_path / "a.mp4", frames=24)
+    segmenter = new_segmenter(str(tiny_weights), "cpu")
+    seen = []
+
+    def render(photo: object, mask: object) -> object:
+        seen.append(1)
+        if len(seen) == 10:
+            raise KeyboardInterrupt
+        return BlurTask()(photo, mask)  # type: ignore[arg-type]
+
+    with pytest.raises(KeyboardInterrupt):
+        process_video(clip, tmp_path / "out" / "a_blurred.mp4", segmenter, render)  # type: ignore[arg-type]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_predict_writes_a_mask_video(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = make_clip(tmp_path / "a.mp4")
+    result = runner.invoke(app, ["predict", str(clip), "-w", str(tiny_weights)])
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "a_mask.mp4")) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 12
+    spread = max(float(np.abs(f[..., 0].astype(int) - f[..., 2]).max()) for f in frames)
+    assert spread <= 12  # grey (up to the codec's chroma rounding)
+
+
+def test_steadying_halves_flicker_on_still_edges_and_follows_motion() -> None:
+    rng = np.random.default_rng(0)
+    truth = np.zeros((24, 32), np.float32)
+    truth[6:18, 8:20] = 1.0
+    grey = np.full((24, 32), 0.5, np.float32)
+    previous, raw, steadied = None, [], []
+    for _ in range(30):
+        low = np.clip(truth + rng.normal(0, 0.15, truth.shape), 0, 1).astype(np.float32)
+        out = steady_mask(low, grey, previous, 0.6)
+        previous = (out, grey)
+        raw.append(low)
+        steadied.append(out)
+    flicker = [np.mean(np.abs(np.diff(np.stack(masks), axis=0))) for masks in (raw, steadied)]
+    assert flicker[1] < 0.5 * flicker[0]
+    moved = grey.copy()
+    moved[6:18, 8:20] = 0.9  # the picture changed here: the new mask wins
+    new = np.zeros_like(truth)
+    out = steady_mask(new, moved, previous, 0.6)
+    assert float(out[6:18, 8:20].max()) < 0.05 and float(out[0:4].max()) < 0.2
+
+
+def test_ten_bit_video_is_refused_not_squeezed(tmp_path: Path, tiny_weights: Path) -> None:
+    try:
+        clip = make_clip(tmp_path / "hdr.mkv", frames=3, pix_fmt="yuv420p10le")
+    except (av.FFmpegError, ValueError):
+        pytest.skip("this x264 has no 10-bit encoder")
+    result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights)])
+    assert result.exit_code == 1 and "yuv420p10le" in result.stderr and "not supported" in result.stderr
