@@ -20,6 +20,7 @@ from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_gu
 from blurcli.resample import shrink, upsample
 from blurcli.second_look import HeadOptions, second_look
 from blurcli.segment import Segmenter
+from blurcli.steady import Steadier
 
 PredictMode = Literal["alpha", "classes", "overlay"]
 # A decoded Photo, or bare pixels: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, uint8 or uint16.
@@ -39,6 +40,7 @@ class Mask:
 
     values: np.ndarray
     given: bool = False
+    steady: Steadier | None = None  # a video's: averages the refined mask with the previous frame's
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class PredictTask:
     def __call__(self, photo: Photo, mask: Mask) -> Rendered:
         if mask.given:
             raise BlurcliError("predict computes masks; it takes none")
-        return Rendered(mask_photo(photo, mask.values, self.mode, self.refine))
+        return Rendered(mask_photo(photo, mask.values, self.mode, self.refine, mask.steady))
 
 
 def render_blur(
@@ -131,6 +133,8 @@ def render_blur(
         factor = 1 if full else hidden_factor(colour.shape, options)
         small = shrink(colour, factor)
         alpha = enlarge_mask(mask.values, grey_guide(to_8bit(small)), refine)
+        if mask.steady is not None:
+            alpha = mask.steady(alpha, to_8bit(small))
     blurred = photo.with_colour(composite(colour, alpha, options, factor, small))
     return Rendered(blurred, alpha_photo(alpha) if keep_mask else None)
 
@@ -166,12 +170,15 @@ def mask_photo(
     low: np.ndarray,
     mode: PredictMode = "alpha",
     refine: RefineOptions | None = RefineOptions(),
+    steady: Steadier | None = None,
 ) -> Photo:
     """The photo's mask at full resolution: alpha (subject probability x 255), class indices
-    0/1/2, or a coloured overlay. `low` is (h, w) subject probability for alpha, else (h, w, C)."""
+    0/1/2, or a coloured overlay. `low` is (h, w) subject probability for alpha, else (h, w, C);
+    a video's `steady` steadies the alpha."""
     guide = grey_guide(to_8bit(photo.colour))
     if mode == "alpha":
-        return alpha_photo(enlarge_mask(low, guide, refine))
+        alpha = enlarge_mask(low, guide, refine)
+        return alpha_photo(steady(alpha, to_8bit(photo.colour)) if steady is not None else alpha)
     classes = decide_classes(low, guide, refine)
     if mode == "classes":
         return Photo(classes)

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.photo import Photo
 from blurcli.render import Mask, Rendered
 from blurcli.segment import Segmenter
+from blurcli.steady import Steadier
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 # Containers blurcli writes H.264 into; WebM and AVI inputs come out as MP4.
@@ -33,8 +33,8 @@ _INSTALL = 'pip install "blurcli[video]"'
 
 @dataclass(frozen=True)
 class VideoOptions:
-    """How frames are steadied and encoded: `steady` is how much of the previous frame's mask a
-    still pixel keeps (0: every frame alone); `crf` and `preset` are x264's quality and speed."""
+    """How frames are steadied and encoded: `steady` is how much of the previous frame's refined
+    mask a still pixel keeps (0: every frame alone); `crf` and `preset` are x264's quality and speed."""
 
     steady: float = 0.6
     crf: int = 20
@@ -68,21 +68,6 @@ def is_video(path: Path | str) -> bool:
 def video_output_extension(ext: str) -> str:
     """The container a video's output gets: its own where H.264 fits, else MP4."""
     return ext if ext.lower() in _CONTAINERS else ".mp4"
-
-
-def steady_mask(
-    low: np.ndarray, grey: np.ndarray, previous: tuple[np.ndarray, np.ndarray] | None, steady: float
-) -> np.ndarray:
-    """A frame's low mask averaged with the previous frame's (`previous`: its steadied mask and
-    small grey picture) where the picture is still; where it moves, or after a cut, the new mask
-    wins, so edges follow motion while still edges stop flickering."""
-    if previous is None or previous[0].shape != low.shape or steady <= 0:
-        return low
-    change = np.abs(grey - previous[1])
-    if float(change.mean()) >= 0.25:  # a scene cut
-        return low
-    keep = steady * np.exp(-change / 0.04)  # a pixel whose grey changed by 0.04 keeps 37 % of steady
-    return (keep * previous[0] + (1.0 - keep) * low).astype(np.float32)
 
 
 def process_video(
@@ -144,19 +129,16 @@ def _transcode(
     audio = {stream.index: output.add_stream_from_template(stream) for stream in container.streams.audio}
     frames = 0
     pending: list[Any] = []
-    previous: tuple[np.ndarray, np.ndarray] | None = None
+    steadier = Steadier(options.steady) if subject_only else None
 
     def flush() -> None:
-        nonlocal frames, previous
+        nonlocal frames
         images = [frame.to_ndarray(format="rgb24") for frame in pending]
         lows = segmenter.forward(
             [segmenter.prepare(image) for image in images], options.batch_size, subject_only
         )
         for frame, image, low in zip(pending, images, lows, strict=True):
-            grey = _small_grey(image, low.shape[:2])
-            low = steady_mask(low, grey, previous, options.steady) if subject_only else low
-            previous = (low, grey)
-            rendered = render(Photo(image), Mask(low)).photo.pixels
+            rendered = render(Photo(image), Mask(low, steady=steadier)).photo.pixels
             if rendered.ndim == 2:
                 rendered = np.repeat(rendered[..., None], 3, axis=2)
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rendered), format="rgb24")
@@ -183,12 +165,6 @@ def _transcode(
     if frames == 0:
         raise BlurcliError(f"{source}: no frames could be decoded")
     return VideoResult(frames, float(rate))
-
-
-def _small_grey(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The frame at the mask's size, grey in [0, 1]: what steadying compares between frames."""
-    small = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
 
 
 def _import_av(source: Path) -> Any:

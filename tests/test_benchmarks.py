@@ -220,3 +220,12 @@ def test_bench_startup(tmp_path: Path) -> None:
     assert re.search(rf"blurcli blur \(ONNX Runtime\): +{NUMBER} s", output)
     if importlib.util.find_spec("mediapipe") is None:
         assert "(mediapipe not installed: no comparison" in output
+
+
+def test_bench_video(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    output = run_script(
+        "bench_video.py", "--frames", 4, "--sizes", "128x72", "--quality-size", "128x72", tmp_path=tmp_path
+    )
+    assert re.search(rf"\| pan \| steadied \| {NUMBER} \| {NUMBER} \|", output)
+    assert re.search(rf"128x72: blurcli {NUMBER} fps, decode \+ encode floor {NUMBER} fps", output)

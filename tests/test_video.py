@@ -14,7 +14,8 @@ from blurcli.cli import app
 from blurcli.photo import write_image
 from blurcli.render import BlurTask
 from blurcli.segment import new_segmenter
-from blurcli.video import process_video, steady_mask
+from blurcli.steady import steady_mask
+from blurcli.video import process_video
 
 av = pytest.importorskip("av")
 runner = CliRunner()

@@ -1,0 +1,174 @@
+"""Video: accuracy, flicker and speed on clips made from the example portrait with known motion.
+
+The portrait is cut out along the model's own refined mask of the still photo, and that cut-out is
+the truth: pasted on a defocused room, the true mask of every frame is known exactly. Two motions:
+"pan" (the person still, the room sliding behind), "walk" (the person crossing a still room). For
+each clip: subject IoU and edge flicker (mean absolute change of the mask between consecutive
+frames, on a band around the true edge where the true mask does not change) for per-frame masks and
+for steadied ones (video.steady_mask). Then frames per second of the whole `blur` of an encoded
+clip at 720p and 1080p, beside the decode + encode floor (the same clip decoded and re-encoded with
+the same x264 settings, no model), measured in the same run.
+
+    python benchmarks/bench_video.py                    # 60 frames, 720p and 1080p
+    python benchmarks/bench_video.py --frames 30 --sizes 1280x720
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
+
+from benchmarks.common import add_weights, argument_parser, example_rgb, room_backdrop
+from blurcli.photo import Photo
+from blurcli.render import BlurTask, Mask, PredictTask
+from blurcli.segment import Segmenter, new_segmenter
+from blurcli.steady import Steadier
+from blurcli.video import VideoOptions, process_video
+
+
+def clip(
+    kind: str, width: int, height: int, frames: int, cutout: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(RGB frame, true mask) pairs of a `kind` clip ("pan" or "walk")."""
+    rng = np.random.default_rng(0)
+    room = cv2.GaussianBlur(room_backdrop(rng, width * 2, height), (0, 0), height / 60)
+    side = int(height * 0.9)
+    person = cv2.resize(cutout, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    for index in range(frames):
+        shift = (index * 4) % width if kind == "pan" else 0
+        frame = room[:, shift : shift + width].astype(np.float32)
+        left = width // 4 + (index * 6 if kind == "walk" else 0)
+        left = min(left, width - side)
+        alpha = np.zeros((height, width), np.float32)
+        alpha[height - side :, left : left + side] = person[..., 3]
+        region = frame[height - side :, left : left + side]
+        region += person[..., 3:] * (person[..., :3] - region)
+        frame += rng.normal(0, 4.0, frame.shape).astype(np.float32)  # a camera's noise, new each frame
+        yield np.clip(frame + 0.5, 0, 255).astype(np.uint8), alpha > 0.5
+
+
+def masks(segmenter: Segmenter, frames: list[np.ndarray], steady: float) -> list[np.ndarray]:
+    """Full-resolution masks as `predict` makes them of a clip, each frame alone (steady 0) or
+    steadied as `blur` steadies them (render.Mask's steady)."""
+    lows = segmenter.forward([segmenter.prepare(frame) for frame in frames], 8, subject_only=True)
+    steadier = Steadier(steady)
+    task = PredictTask()
+    return [
+        task(Photo(f), Mask(low, steady=steadier)).photo.pixels / 255.0
+        for f, low in zip(frames, lows, strict=True)
+    ]
+
+
+def iou_and_flicker(predicted: list[np.ndarray], truth: list[np.ndarray]) -> tuple[float, float]:
+    ious = [
+        np.logical_and(p > 0.5, t).sum() / max(np.logical_or(p > 0.5, t).sum(), 1)
+        for p, t in zip(predicted, truth, strict=True)
+    ]
+    changes = []
+    for index in range(1, len(truth)):
+        edge = cv2.dilate(truth[index].astype(np.uint8), np.ones((13, 13), np.uint8)) - cv2.erode(
+            truth[index].astype(np.uint8), np.ones((13, 13), np.uint8)
+        )
+        band = (edge > 0) & (truth[index] == truth[index - 1])
+        changes.append(float(np.abs(predicted[index] - predicted[index - 1])[band].mean()))
+    return float(np.mean(ious)), float(np.mean(changes))
+
+
+def write_clip(
+    path: Path, frames: Iterator[np.ndarray], width: int, height: int, options: VideoOptions
+) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(options.crf), "preset": options.preset}
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def floor_fps(source: Path, target: Path, options: VideoOptions) -> float:
+    """Decode and re-encode with the same settings, no model: what any tool pays."""
+    import av
+
+    started = time.perf_counter()
+    count = 0
+    with av.open(str(source)) as container, av.open(str(target), "w") as out:
+        video = container.streams.video[0]
+        stream = out.add_stream("libx264", rate=video.average_rate)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        stream.options = {"crf": str(options.crf), "preset": options.preset}
+        for frame in container.decode(video):
+            image = frame.to_ndarray(format="rgb24")
+            out_frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            out_frame.pts, out_frame.time_base = frame.pts, frame.time_base
+            for packet in stream.encode(out_frame):
+                out.mux(packet)
+            count += 1
+        for packet in stream.encode():
+            out.mux(packet)
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argument_parser(__doc__)
+    add_weights(parser)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--sizes", default="1280x720,1920x1080", help="WxH,... for the speed runs")
+    parser.add_argument("--quality-size", default="640x360", help="WxH of the accuracy clips")
+    parser.add_argument("--steady", type=float, default=VideoOptions.steady, help="steadying to compare")
+    args = parser.parse_args()
+    segmenter = new_segmenter(args.weights, "cpu")
+    example = example_rgb()
+    alpha = segmenter.foreground(example)
+    cutout = np.dstack([example.astype(np.float32), alpha * 255.0]) / np.array([1, 1, 1, 255], np.float32)
+    cutout[..., :3] = example
+    width, height = (int(v) for v in args.quality_size.split("x"))
+    options = VideoOptions(steady=args.steady)
+    print(f"accuracy: {args.frames} frames at {width}x{height}, steady {options.steady}")
+    print("| clip | masks | subject IoU | edge flicker |")
+    print("| --- | --- | --- | --- |")
+    for kind in ("pan", "walk"):
+        pairs = list(clip(kind, width, height, args.frames, cutout))
+        frames, truth = [p[0] for p in pairs], [p[1] for p in pairs]
+        alone = iou_and_flicker(masks(segmenter, frames, 0.0), truth)
+        steadied = iou_and_flicker(masks(segmenter, frames, options.steady), truth)
+        print(f"| {kind} | per frame | {alone[0]:.4f} | {alone[1]:.4f} |")
+        print(f"| {kind} | steadied | {steadied[0]:.4f} | {steadied[1]:.4f} |")
+        print(f"| {kind} | ratio | | {steadied[1] / max(alone[1], 1e-9):.2f} |")
+    print(f"speed: {args.frames} frames, x264 {options.preset} crf {options.crf}, the whole blur")
+    with tempfile.TemporaryDirectory() as scratch:
+        for size in args.sizes.split(","):
+            width, height = (int(v) for v in size.split("x"))
+            source = Path(scratch) / f"walk-{height}.mp4"
+            write_clip(
+                source,
+                (f for f, _ in clip("walk", width, height, args.frames, cutout)),
+                width,
+                height,
+                options,
+            )
+            floor = floor_fps(source, Path(scratch) / "floor.mp4", options)
+            started = time.perf_counter()
+            result = process_video(source, Path(scratch) / "blurred.mp4", segmenter, BlurTask(), options)
+            ours = result.frames / (time.perf_counter() - started)
+            print(
+                f"{size}: blurcli {ours:.1f} fps, decode + encode floor {floor:.1f} fps ({ours / floor:.2f})"
+            )
+
+
+if __name__ == "__main__":
+    main()
