@@ -126,6 +126,9 @@ def _transcode(
     encoder.pix_fmt = pix_fmt.replace("yuvj", "yuv")
     encoder.time_base = video.time_base
     encoder.options = {"crf": str(options.crf), "preset": options.preset}
+    rotation = _rotation(container)
+    if rotation:
+        encoder.set_display_rotation(rotation)  # players turn it as they turned the input
     audio = {stream.index: output.add_stream_from_template(stream) for stream in container.streams.audio}
     frames = 0
     pending: list[Any] = []
@@ -133,7 +136,10 @@ def _transcode(
 
     def flush() -> None:
         nonlocal frames
-        images = [frame.to_ndarray(format="rgb24") for frame in pending]
+        # The model and the compositor see the picture upright, as players show it; the stored
+        # frames keep the input's orientation and its display rotation.
+        turns = round(rotation / 90)
+        images = [np.ascontiguousarray(np.rot90(f.to_ndarray(format="rgb24"), turns)) for f in pending]
         lows = segmenter.forward(
             [segmenter.prepare(image) for image in images], options.batch_size, subject_only
         )
@@ -141,6 +147,7 @@ def _transcode(
             rendered = render(Photo(image), Mask(low, steady=steadier)).photo.pixels
             if rendered.ndim == 2:
                 rendered = np.repeat(rendered[..., None], 3, axis=2)
+            rendered = np.rot90(rendered, -turns)
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rendered), format="rgb24")
             out.pts, out.time_base = frame.pts, frame.time_base
             for packet in encoder.encode(out):
@@ -165,6 +172,16 @@ def _transcode(
     if frames == 0:
         raise BlurcliError(f"{source}: no frames could be decoded")
     return VideoResult(frames, float(rate))
+
+
+def _rotation(container: Any) -> int:
+    """The display rotation of the first video frame, in degrees (0 when none); the container is
+    rewound for the real pass."""
+    try:
+        frame = next(container.decode(video=0), None)
+        return round(frame.rotation) if frame is not None and frame.rotation else 0
+    finally:
+        container.seek(0)
 
 
 def _import_av(source: Path) -> Any:

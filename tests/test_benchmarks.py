@@ -229,3 +229,11 @@ def test_bench_video(tmp_path: Path) -> None:
     )
     assert re.search(rf"\| pan \| steadied \| {NUMBER} \| {NUMBER} \|", output)
     assert re.search(rf"128x72: blurcli {NUMBER} fps, decode \+ encode floor {NUMBER} fps", output)
+
+
+def test_figure_video(tiny_weights: Path, tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    output = run_script(
+        "figures/video.py", "--weights", tiny_weights, "--out", tmp_path / "v.jpg", tmp_path=tmp_path
+    )
+    assert "wrote" in output and cv2.imread(str(tmp_path / "v.jpg")).shape == (360, 1288, 3)

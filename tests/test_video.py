@@ -22,13 +22,20 @@ runner = CliRunner()
 
 
 def make_clip(
-    path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), rate: int = 24, pix_fmt: str = "yuv420p"
+    path: Path,
+    frames: int = 12,
+    size: tuple[int, int] = (64, 48),
+    rate: int = 24,
+    pix_fmt: str = "yuv420p",
+    rotation: int = 0,
 ) -> Path:
     """A clip of a bright square moving over a gradient, with one second of a 440 Hz sine (AAC)."""
     width, height = size
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=rate)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        if rotation:
+            video.set_display_rotation(rotation)
         audio = out.add_stream("aac", rate=16000)
         audio.layout = "mono"
         ramp = np.linspace(0, 160, width, dtype=np.float32)[None, :, None]
@@ -161,3 +168,13 @@ def test_ten_bit_video_is_refused_not_squeezed(tmp_path: Path, tiny_weights: Pat
         pytest.skip("this x264 has no 10-bit encoder")
     result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights)])
     assert result.exit_code == 1 and "yuv420p10le" in result.stderr and "not supported" in result.stderr
+
+
+def test_a_phone_videos_rotation_is_kept(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = make_clip(tmp_path / "phone.mp4", rotation=-90)
+    result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights)])
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "phone_blurred.mp4")) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 12 and frames[0].rotation == -90
+    assert (frames[0].width, frames[0].height) == (64, 48)  # stored as the input stores it
