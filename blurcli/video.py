@@ -126,6 +126,8 @@ def _transcode(
     encoder.pix_fmt = pix_fmt.replace("yuvj", "yuv")
     encoder.time_base = video.time_base
     encoder.options = {"crf": str(options.crf), "preset": options.preset}
+    output.metadata.update(container.metadata)  # title, date, location, ...
+    encoder.metadata.update(video.metadata)
     rotation = _rotation(container)
     if rotation:
         encoder.set_display_rotation(rotation)  # players turn it as they turned the input

@@ -32,6 +32,7 @@ def make_clip(
     """A clip of a bright square moving over a gradient, with one second of a 440 Hz sine (AAC)."""
     width, height = size
     with av.open(str(path), "w") as out:
+        out.metadata["title"] = "a talk"
         video = out.add_stream("libx264", rate=rate)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
         if rotation:
@@ -82,6 +83,8 @@ def test_a_clip_keeps_its_frames_timing_and_sound(tmp_path: Path, tiny_weights: 
     assert after["stamps"] == pytest.approx(before["stamps"], abs=1e-3)
     assert after["duration"] == pytest.approx(before["duration"], rel=0.05)
     assert after["audio"] == before["audio"] and before["audio"]  # copied, not re-encoded
+    with av.open(str(tmp_path / "talk_blurred.mp4")) as container:
+        assert container.metadata.get("title") == "a talk"
 
 
 def test_a_folder_of_photos_and_videos(tmp_path: Path, tiny_weights: Path) -> None:
