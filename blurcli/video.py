@@ -10,7 +10,9 @@ squeezed silently. The output is written to a temp file and renamed, like photos
 from __future__ import annotations
 
 import os
+import queue
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +137,11 @@ def _transcode(
     frames = 0
     pending: list[Any] = []
     steadier = Steadier(options.steady) if subject_only else None
+    writer = _Writer()
+
+    def encode(out: Any) -> None:
+        for packet in encoder.encode(out):
+            output.mux(packet)
 
     def flush() -> None:
         nonlocal frames
@@ -152,28 +159,60 @@ def _transcode(
             rendered = np.rot90(rendered, -turns)
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rendered), format="rgb24")
             out.pts, out.time_base = frame.pts, frame.time_base
-            for packet in encoder.encode(out):
-                output.mux(packet)
+            writer.put(lambda out=out: encode(out))
             frames += 1
         pending.clear()
 
-    for packet in container.demux(video, *container.streams.audio):
-        if packet.stream.index in audio:
-            if packet.dts is not None:
-                packet.stream = audio[packet.stream.index]
-                output.mux(packet)
-            continue
-        for frame in packet.decode():
-            pending.append(frame)
-            if len(pending) >= options.batch_size:
-                flush()
-    if pending:
-        flush()
-    for packet in encoder.encode():
-        output.mux(packet)
+    try:
+        for packet in container.demux(video, *container.streams.audio):
+            if packet.stream.index in audio:
+                if packet.dts is not None:
+                    packet.stream = audio[packet.stream.index]
+                    writer.put(lambda packet=packet: output.mux(packet))
+                continue
+            for frame in packet.decode():
+                pending.append(frame)
+                if len(pending) >= options.batch_size:
+                    flush()
+        if pending:
+            flush()
+        writer.put(lambda: encode(None))  # the encoder's last frames
+    finally:
+        writer.close()
     if frames == 0:
         raise BlurcliError(f"{source}: no frames could be decoded")
     return VideoResult(frames, float(rate))
+
+
+class _Writer:
+    """Encodes and muxes on a thread of its own, in the order given, while the model and the
+    compositor work on the next frames. Its first error is raised on the caller's next call."""
+
+    def __init__(self, depth: int = 16) -> None:
+        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="blurcli-video-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as error:  # handed to the caller's thread
+                    self._error = error
+
+    def put(self, job: Callable[[], object]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(job)
+
+    def close(self) -> None:
+        """Finish what was given and stop; raises the writer's error if there was one."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _rotation(container: Any) -> int:
