@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from blurcli.errors import BlurcliError
+from blurcli.errors import BlurcliError, first_line
 from blurcli.model import UNet, UNetConfig
 from blurcli.paths import os_reason
-from blurcli.photo import write_bytes_atomic
+from blurcli.photo import write_file
 from blurcli.preprocess import CLASSES, NORMALIZATION
 from blurcli.weights import TORCH_MAGIC, foreign_kind
 
@@ -74,10 +74,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint, half: bool = False) -> N
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    try:
-        write_bytes_atomic(path, buffer.getvalue())
-    except OSError as error:
-        raise BlurcliError(f"{path}: cannot write ({os_reason(error, path)})") from None
+    write_file(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
@@ -205,7 +202,7 @@ def build_model(checkpoint: Checkpoint, source: str = "weights", config: UNetCon
         with torch.device("meta"):
             blueprint = UNet(config)
     except (RuntimeError, ValueError, OverflowError) as error:  # sizes past what torch can describe
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        reason = first_line(error, 120)
         raise BlurcliError(f"{source}: cannot build the network its config describes ({reason})") from None
     check_fit(blueprint, checkpoint.state_dict, source)
     model = UNet(config)

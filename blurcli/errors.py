@@ -16,3 +16,10 @@ class UsageError(BlurcliError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, exit_code=2)
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """A library's error as a short single line for a user message: its first non-empty line, or
+    its type's name when it says nothing."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:limit]

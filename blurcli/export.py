@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from blurcli.errors import BlurcliError
 from blurcli.onnx_network import METADATA_KEY, NetworkSpec
 from blurcli.paths import data_home
-from blurcli.photo import write_bytes_atomic
+from blurcli.photo import write_file
 from blurcli.weights import sha256_of
 
 if TYPE_CHECKING:
@@ -32,10 +32,7 @@ def export_onnx(checkpoint_path: Path, out: Path) -> NetworkSpec:
     except ImportError:
         raise BlurcliError(f"{checkpoint_path}: a torch checkpoint; blurcli {_NEEDS_TRAIN}") from None
     model, spec = onnx_model(load_checkpoint(checkpoint_path), str(checkpoint_path))
-    try:
-        write_bytes_atomic(out, model)
-    except OSError as error:
-        raise BlurcliError(f"{out}: cannot write ({error.strerror or error})") from None
+    write_file(out, model)
     return spec
 
 

@@ -11,7 +11,7 @@ import io
 
 import numpy as np
 
-from blurcli.errors import BlurcliError
+from blurcli.errors import BlurcliError, first_line
 from blurcli.metadata import heif_format, with_upright_orientation
 from blurcli.photo import Photo, check_size
 
@@ -41,7 +41,7 @@ def _decode_heic(data: bytes, source: str, max_pixels: int) -> Photo:
         _refuse_oversize(heif.size, source, max_pixels)
         pixels = np.array(heif)
     except _DAMAGE as error:
-        raise BlurcliError(f"{source}: damaged HEIC ({_reason(error)})") from None
+        raise BlurcliError(f"{source}: damaged HEIC ({first_line(error, 120)})") from None
     return Photo(
         pixels=_full_range(_standard_channels(pixels), heif.info["bit_depth"]),
         grey=pixels.ndim == 3 and pixels.shape[2] == 2,
@@ -67,7 +67,7 @@ def _decode_avif(data: bytes, source: str, max_pixels: int) -> Photo:
         # Pillow reports irot/imir as the EXIF orientation (overriding the file's) and leaves pixels stored
         pixels = np.array(ImageOps.exif_transpose(image))
     except _DAMAGE as error:
-        raise BlurcliError(f"{source}: damaged AVIF ({_reason(error)})") from None
+        raise BlurcliError(f"{source}: damaged AVIF ({first_line(error, 120)})") from None
     return Photo(
         pixels=_standard_channels(pixels),
         grey=pixels.ndim == 3 and pixels.shape[2] == 2,
@@ -104,9 +104,3 @@ def _upright_tiff(exif: bytes | None) -> bytes | None:
     exif = exif or b""
     start = next((start for start in (0, 6, 4, 10) if exif[start : start + 4] in _TIFF_MAGIC), None)
     return None if start is None else with_upright_orientation(exif[start:])
-
-
-def _reason(error: Exception) -> str:
-    """A library's error as a short single line for a user message."""
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:120]

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from blurcli.device import check_device
-from blurcli.errors import BlurcliError, UsageError
+from blurcli.errors import BlurcliError, UsageError, first_line
+from blurcli.photo import read_bytes
 from blurcli.weights import ONNX_MAGIC, TORCH_MAGIC, foreign_kind
 
 METADATA_KEY = "blurcli"  # the model's preprocessing, JSON, in the ONNX file's metadata_props
@@ -59,7 +60,7 @@ class OnnxNetwork:
                     self._model, options, providers=self._providers
                 )
             except Exception as error:  # ONNX Runtime raises its own types for bad files
-                raise BlurcliError(f"damaged ONNX model ({_first_line(error)})") from None
+                raise BlurcliError(f"damaged ONNX model ({first_line(error)})") from None
         return self._sessions[threads]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -75,13 +76,7 @@ def load_onnx(path: Path, device: str | None = None) -> tuple[OnnxNetwork, Netwo
         from blurcli.export import cached_export  # needs torch: a clear message when it is absent
 
         path = cached_export(path)
-    try:
-        model = path.read_bytes()
-    except IsADirectoryError:
-        raise BlurcliError(f"{path}: is a directory, not a weights file") from None
-    except OSError as error:
-        raise BlurcliError(f"{path}: cannot read ({error.strerror or error})") from None
-    return onnx_network(model, device, str(path))
+    return onnx_network(read_bytes(path), device, str(path))
 
 
 def onnx_network(
@@ -143,8 +138,3 @@ def providers(device: str | None) -> list[Any]:
         raise UsageError(f"--device {spec}: this ONNX Runtime has no CUDA (pip install onnxruntime-gpu)")
     index = int(spec.partition(":")[2] or 0)
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:160]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from blurcli.errors import BlurcliError, UsageError
+from blurcli.errors import BlurcliError, UsageError, first_line
 from blurcli.photo import Photo
 from blurcli.render import Mask, Rendered
 from blurcli.segment import Segmenter
@@ -87,7 +87,7 @@ def process_video(
     try:
         container = av.open(str(source))
     except (av.FFmpegError, OSError, ValueError) as error:
-        raise BlurcliError(f"{source}: not a video blurcli can read ({_reason(error)})") from None
+        raise BlurcliError(f"{source}: not a video blurcli can read ({first_line(error)})") from None
     try:
         if not container.streams.video:
             raise BlurcliError(f"{source}: no video stream")
@@ -100,7 +100,7 @@ def process_video(
         os.replace(tmp, target)
         return result
     except av.FFmpegError as error:
-        raise BlurcliError(f"{source}: damaged video ({_reason(error)})") from None
+        raise BlurcliError(f"{source}: damaged video ({first_line(error)})") from None
     finally:
         container.close()
         tmp.unlink(missing_ok=True)
@@ -231,8 +231,3 @@ def _import_av(source: Path) -> Any:
     except ImportError:
         raise BlurcliError(f"{source}: videos need PyAV: {_INSTALL}") from None
     return av
-
-
-def _reason(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:160]

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from blurcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from blurcli.device import resolve_device
-from blurcli.errors import BlurcliError, UsageError
+from blurcli.errors import BlurcliError, UsageError, first_line
 from blurcli.model import UNet, UNetConfig, count_parameters
 from blurcli.paths import check_writable, os_reason
 from blurcli.preprocess import CLASSES, NORMALIZATION
@@ -164,7 +164,7 @@ def train(
         if not _out_of_memory(error):
             raise
         raise BlurcliError(
-            f"out of memory on {device} ({_first_line(error)}); lower --batch-size, --input-size or --width"
+            f"out of memory on {device} ({first_line(error)}); lower --batch-size, --input-size or --width"
         ) from None
 
 
@@ -216,11 +216,6 @@ def _out_of_memory(error: BaseException) -> bool:
         or "can't allocate memory" in text
         or "out of memory" in text
     )
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:160]
 
 
 def _train(
@@ -483,7 +478,7 @@ def _restore(
         history = json.loads(state["history"])
         return int(state["epochs_done"]), float(state["best_miou"]), int(state["best_epoch"]), history
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise BlurcliError(f"{path}: damaged resume state ({_first_line(error)})") from None
+        raise BlurcliError(f"{path}: damaged resume state ({first_line(error)})") from None
 
 
 def _person_data(
