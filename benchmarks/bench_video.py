@@ -5,8 +5,11 @@ the truth: pasted on a defocused room, the true mask of every frame is known exa
 "pan" (the person still, the room sliding behind), "walk" (the person crossing a still room). For
 each clip: subject IoU and edge flicker (mean absolute change of the mask between consecutive
 frames, on a band around the true edge where the true mask does not change) for per-frame masks and
-for steadied ones (video.steady_mask). Then frames per second of the whole `blur` of an encoded
-clip at 720p and 1080p, beside the decode + encode floor (the same clip decoded and re-encoded with
+for steadied ones (steady.steady_mask). A third clip, "crowd" (three small people walking), compares
+one pass per frame, the second look on every frame and the followed second look (follow.py): IoU,
+flicker and the look's cost per frame. Then frames per second of the whole `blur` of an encoded
+clip at 720p and 1080p (and of the crowd at the first size), with the second look on as the
+CLI has it, beside the decode + encode floor (the same clip decoded and re-encoded with
 the same x264 settings, no model), measured in the same run.
 
     python benchmarks/bench_video.py                    # 60 frames, 720p and 1080p
@@ -18,7 +21,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -27,8 +30,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
 
 from benchmarks.common import add_weights, argument_parser, example_rgb, room_backdrop
+from blurcli.follow import Follower
 from blurcli.photo import Photo
 from blurcli.render import BlurTask, Mask, PredictTask
+from blurcli.second_look import HeadOptions, second_look
 from blurcli.segment import Segmenter, new_segmenter
 from blurcli.steady import Steadier
 from blurcli.video import VideoOptions, process_video
@@ -37,34 +42,54 @@ from blurcli.video import VideoOptions, process_video
 def clip(
     kind: str, width: int, height: int, frames: int, cutout: np.ndarray
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(RGB frame, true mask) pairs of a `kind` clip ("pan" or "walk")."""
+    """(RGB frame, true mask) pairs of a `kind` clip: "pan" (the person still, the room sliding
+    behind), "walk" (the person crossing a still room) or "crowd" (three small people, a third of
+    the frame tall, walking at different speeds: what the second look is for)."""
     rng = np.random.default_rng(0)
     room = cv2.GaussianBlur(room_backdrop(rng, width * 2, height), (0, 0), height / 60)
-    side = int(height * 0.9)
+    if kind == "crowd":
+        side = int(height * 0.34)
+        starts, speeds = (width // 10, width // 2 - side // 2, width * 3 // 4), (3, -2, 4)
+    else:
+        side = int(height * 0.9)
+        starts, speeds = (width // 4,), ((6 if kind == "walk" else 0),)
     person = cv2.resize(cutout, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
     for index in range(frames):
         shift = (index * 4) % width if kind == "pan" else 0
         frame = room[:, shift : shift + width].astype(np.float32)
-        left = width // 4 + (index * 6 if kind == "walk" else 0)
-        left = min(left, width - side)
         alpha = np.zeros((height, width), np.float32)
-        alpha[height - side :, left : left + side] = person[..., 3]
-        region = frame[height - side :, left : left + side]
-        region += person[..., 3:] * (person[..., :3] - region)
+        for number, (start, speed) in enumerate(zip(starts, speeds, strict=True)):
+            left = int(np.clip(start + index * speed, 0, width - side))
+            top = height - side - (number * side // 4 if kind == "crowd" else 0)
+            alpha[top : top + side, left : left + side] = np.maximum(
+                alpha[top : top + side, left : left + side], person[..., 3]
+            )
+            region = frame[top : top + side, left : left + side]
+            region += person[..., 3:] * (person[..., :3] - region)
         frame += rng.normal(0, 4.0, frame.shape).astype(np.float32)  # a camera's noise, new each frame
         yield np.clip(frame + 0.5, 0, 255).astype(np.uint8), alpha > 0.5
 
 
-def masks(segmenter: Segmenter, frames: list[np.ndarray], steady: float) -> list[np.ndarray]:
+def masks(
+    segmenter: Segmenter,
+    frames: list[np.ndarray],
+    steady: float,
+    look: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> tuple[list[np.ndarray], float]:
     """Full-resolution masks as `predict` makes them of a clip, each frame alone (steady 0) or
-    steadied as `blur` steadies them (render.Mask's steady)."""
+    steadied as `blur` steadies them (render.Mask's steady), after `look` (a second look: frame,
+    single pass -> map); and the look's milliseconds per frame."""
     lows = segmenter.forward([segmenter.prepare(frame) for frame in frames], 8, subject_only=True)
+    started = time.perf_counter()
+    if look is not None:
+        lows = [look(frame, low) for frame, low in zip(frames, lows, strict=True)]
+    ms = (time.perf_counter() - started) * 1000 / len(frames)
     steadier = Steadier(steady)
     task = PredictTask()
     return [
         task(Photo(f), Mask(low, steady=steadier)).photo.pixels / 255.0
         for f, low in zip(frames, lows, strict=True)
-    ]
+    ], ms
 
 
 def iou_and_flicker(predicted: list[np.ndarray], truth: list[np.ndarray]) -> tuple[float, float]:
@@ -123,12 +148,37 @@ def floor_fps(source: Path, target: Path, options: VideoOptions) -> float:
     return count / (time.perf_counter() - started)
 
 
+def second_looks(
+    segmenter: Segmenter, cutout: np.ndarray, frames: int, size: str, options: VideoOptions
+) -> None:
+    """The "crowd" clip (small people) with one pass per frame, the second look on every frame,
+    and the followed second look (its wide look every `wide_every` frames): IoU, flicker, cost."""
+    width, height = (int(v) for v in size.split("x"))
+    pairs = list(clip("crowd", width, height, frames, cutout))
+    images, truth = [p[0] for p in pairs], [p[1] for p in pairs]
+    follower = Follower(segmenter, True, HeadOptions(), options.wide_every)
+    looks: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray] | None] = {
+        "one pass": None,
+        "second look, every frame": lambda image, low: second_look(segmenter, image, low),
+        f"second look, followed (wide every {options.wide_every})": follower,
+    }
+    print(f"second look: crowd, {frames} frames at {width}x{height}, steady {options.steady}")
+    print("| masks | subject IoU | edge flicker | look ms/frame |")
+    print("| --- | --- | --- | --- |")
+    for name, look in looks.items():
+        predicted, ms = masks(segmenter, images, options.steady, look)
+        iou, flicker = iou_and_flicker(predicted, truth)
+        print(f"| {name} | {iou:.4f} | {flicker:.4f} | {ms:.1f} |")
+    print(f"wide looks in the followed run: {follower.wide_looks} of {frames} frames")
+
+
 def main() -> None:
     parser = argument_parser(__doc__)
     add_weights(parser)
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--sizes", default="1280x720,1920x1080", help="WxH,... for the speed runs")
     parser.add_argument("--quality-size", default="640x360", help="WxH of the accuracy clips")
+    parser.add_argument("--crowd-size", default="1280x720", help="WxH of the second-look clip")
     parser.add_argument("--steady", type=float, default=VideoOptions.steady, help="steadying to compare")
     args = parser.parse_args()
     segmenter = new_segmenter(args.weights, "cpu")
@@ -144,29 +194,29 @@ def main() -> None:
     for kind in ("pan", "walk"):
         pairs = list(clip(kind, width, height, args.frames, cutout))
         frames, truth = [p[0] for p in pairs], [p[1] for p in pairs]
-        alone = iou_and_flicker(masks(segmenter, frames, 0.0), truth)
-        steadied = iou_and_flicker(masks(segmenter, frames, options.steady), truth)
+        alone = iou_and_flicker(masks(segmenter, frames, 0.0)[0], truth)
+        steadied = iou_and_flicker(masks(segmenter, frames, options.steady)[0], truth)
         print(f"| {kind} | per frame | {alone[0]:.4f} | {alone[1]:.4f} |")
         print(f"| {kind} | steadied | {steadied[0]:.4f} | {steadied[1]:.4f} |")
         print(f"| {kind} | ratio | | {steadied[1] / max(alone[1], 1e-9):.2f} |")
+    second_looks(segmenter, cutout, args.frames, args.crowd_size, options)
     print(f"speed: {args.frames} frames, x264 {options.preset} crf {options.crf}, the whole blur")
     with tempfile.TemporaryDirectory() as scratch:
-        for size in args.sizes.split(","):
+        runs = [("walk", size) for size in args.sizes.split(",")] + [("crowd", args.sizes.split(",")[0])]
+        for kind, size in runs:
             width, height = (int(v) for v in size.split("x"))
-            source = Path(scratch) / f"walk-{height}.mp4"
-            write_clip(
-                source,
-                (f for f, _ in clip("walk", width, height, args.frames, cutout)),
-                width,
-                height,
-                options,
-            )
+            source = Path(scratch) / f"{kind}-{height}.mp4"
+            frames = (f for f, _ in clip(kind, width, height, args.frames, cutout))
+            write_clip(source, frames, width, height, options)
             floor = floor_fps(source, Path(scratch) / "floor.mp4", options)
             started = time.perf_counter()
-            result = process_video(source, Path(scratch) / "blurred.mp4", segmenter, BlurTask(), options)
+            result = process_video(
+                source, Path(scratch) / "blurred.mp4", segmenter, BlurTask(), options, heads=HeadOptions()
+            )
             ours = result.frames / (time.perf_counter() - started)
             print(
-                f"{size}: blurcli {ours:.1f} fps, decode + encode floor {floor:.1f} fps ({ours / floor:.2f})"
+                f"{size} {kind}: blurcli {ours:.1f} fps, decode + encode floor {floor:.1f} fps"
+                f" ({ours / floor:.2f})"
             )
 
 

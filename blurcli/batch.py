@@ -146,7 +146,13 @@ class Runner:
             if job.mask is not None or self.segmenter is None:
                 raise BlurcliError(f"{job.name}: videos take the model's masks (no --mask)")
             result = process_video(
-                job.source, job.target, self.segmenter, self.task, self.options.video, self.task.subject_only
+                job.source,
+                job.target,
+                self.segmenter,
+                self.task,
+                self.options.video,
+                self.task.subject_only,
+                self.heads,
             )
         except Exception as error:  # a bad video is reported, the batch goes on
             return _failure(job, error, started)

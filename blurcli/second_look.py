@@ -101,7 +101,7 @@ def is_portrait(low: np.ndarray, options: HeadOptions = HeadOptions(), person: b
     return bool(np.any(large & (means[1:] >= options.portrait_confidence)))
 
 
-def _main_blob(
+def main_blob(
     close_up: np.ndarray, threshold: float, by: int
 ) -> tuple[tuple[float, float, float, float], float] | None:
     """The close-up's largest blob over `threshold` by the `by` statistic (width or area): its
@@ -121,7 +121,7 @@ def looks_like_a_head(close_up: np.ndarray, threshold: float = 0.5, confidence: 
     half the crop wide (a quarter to 0.85) whose middle lies in the crop's middle half, and of which
     the model is sure (mean probability over `confidence`; walls and clothes it half-believes are
     not heads)."""
-    blob = _main_blob(close_up, threshold, cv2.CC_STAT_WIDTH)
+    blob = main_blob(close_up, threshold, cv2.CC_STAT_WIDTH)
     if blob is None:
         return False
     (centre_x, centre_y, width, _), mean = blob
@@ -132,7 +132,7 @@ def looks_like_a_head(close_up: np.ndarray, threshold: float = 0.5, confidence: 
 def looks_like_a_person(close_up: np.ndarray, threshold: float = 0.5, confidence: float = 0.8) -> bool:
     """A close-up (h, w) person map framed around one person shows one: a blob at least 40 % of the
     crop tall whose middle lies in the crop's middle half, of which the model is sure."""
-    blob = _main_blob(close_up, threshold, cv2.CC_STAT_AREA)
+    blob = main_blob(close_up, threshold, cv2.CC_STAT_AREA)
     if blob is None:
         return False
     (centre_x, _, _, height), mean = blob
@@ -240,6 +240,59 @@ def _framed(close_up: np.ndarray, person: bool, options: HeadOptions) -> bool:
     return looks_like_a_head(subject, options.threshold, options.head_confidence) and skin <= options.max_skin
 
 
+def look_wide(
+    segmenter: Segmenter, image: np.ndarray, subject_only: bool, options: HeadOptions = HeadOptions()
+) -> tuple[np.ndarray, list[Crop]]:
+    """The wide look at `detect_size`: its map, and a crop around each sure subject blob it finds,
+    framed as the model learnt its subject (widest first, at most `max_heads`)."""
+    wide = replace(segmenter, input_size=options.detect_size).probabilities([image], 1, subject_only)[0]
+    subject = wide if subject_only else 1.0 - wide[..., 0]
+    scale = subject.shape[1] / image.shape[1]
+    boxes = subject_boxes(subject, options.threshold, options.min_side, options.blob_confidence)
+    frame = person_crop if segmenter.subject == "person" else lfw_crop
+    return wide, [frame(box, scale) for box in boxes[: options.max_heads]]
+
+
+def look_closer(
+    segmenter: Segmenter, image: np.ndarray, crops: list[Crop], options: HeadOptions = HeadOptions()
+) -> list[tuple[Crop, np.ndarray]]:
+    """Each crop's close-up (class probabilities at the model's input size), for the crops whose
+    close-up shows what they were framed around; the others are dropped."""
+    if not crops:
+        return []
+    classes = segmenter.probabilities([cut(image, crop) for crop in crops], len(crops), subject_only=False)
+    person = segmenter.subject == "person"
+    return [
+        (crop, close_up)
+        for crop, close_up in zip(crops, classes, strict=True)
+        if _framed(close_up, person, options)
+    ]
+
+
+def combine(
+    first: np.ndarray,
+    wide: np.ndarray,
+    heads: list[tuple[Crop, np.ndarray]],
+    photo_shape: tuple[int, int],
+    subject_only: bool,
+    options: HeadOptions = HeadOptions(),
+) -> np.ndarray:
+    """The single pass, the wide look and the close-ups as one map of the photo: inside the
+    close-ups they decide; outside, a subject must be seen by both looks (single-pass false
+    positives on backdrops such as skin-coloured walls go, and so do blobs whose close-up showed
+    no head)."""
+    agreed = agree(first, upsample(wide, first.shape[:2]))
+    maps = [1.0 - close_up[..., 0] if subject_only else close_up for _, close_up in heads]
+    return merge(agreed, [crop for crop, _ in heads], maps, photo_shape, options)
+
+
+def needs_a_second_look(
+    first: np.ndarray, subject_only: bool, person: bool, options: HeadOptions = HeadOptions()
+) -> bool:
+    """Whether a single pass's output shows anything but a portrait (which it answers alone)."""
+    return not is_portrait(first if subject_only else 1.0 - first[..., 0], options, person)
+
+
 def second_look(
     segmenter: Segmenter,
     image: np.ndarray,
@@ -254,25 +307,10 @@ def second_look(
     Close-ups that do not show a head framed like LFW are dropped; where none is left, and outside
     the close-ups, the single pass stands.
     """
-    person = segmenter.subject == "person"
-    if is_portrait(first if subject_only else 1.0 - first[..., 0], options, person):
+    if not needs_a_second_look(first, subject_only, segmenter.subject == "person", options):
         return first
-    wide = replace(segmenter, input_size=options.detect_size).probabilities([image], 1, subject_only)[0]
-    subject = wide if subject_only else 1.0 - wide[..., 0]
-    scale = subject.shape[1] / image.shape[1]
-    boxes = subject_boxes(subject, options.threshold, options.min_side, options.blob_confidence)
-    boxes = boxes[: options.max_heads]
-    if not boxes:
+    wide, crops = look_wide(segmenter, image, subject_only, options)
+    if not crops:
         return first
-    crops = [(person_crop if person else lfw_crop)(box, scale) for box in boxes]
-    classes = segmenter.probabilities([cut(image, crop) for crop in crops], len(crops), subject_only=False)
-    heads = [
-        (crop, 1.0 - close_up[..., 0] if subject_only else close_up)
-        for crop, close_up in zip(crops, classes, strict=True)
-        if _framed(close_up, person, options)
-    ]
-    kept_crops = [crop for crop, _ in heads]
-    # Outside the close-ups a subject must be seen by both looks: single-pass false positives on
-    # backdrops (skin-coloured walls) go, and so do blobs whose close-up showed no head.
-    agreed = agree(first, upsample(wide, first.shape[:2]))
-    return merge(agreed, kept_crops, [close_up for _, close_up in heads], image.shape[:2], options)
+    heads = look_closer(segmenter, image, crops, options)
+    return combine(first, wide, heads, image.shape[:2], subject_only, options)

@@ -13,7 +13,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from blurcli.errors import BlurcliError, UsageError, first_line
+from blurcli.follow import Follower
 from blurcli.photo import Photo
 from blurcli.render import Mask, Rendered
+from blurcli.second_look import HeadOptions
 from blurcli.segment import Segmenter
 from blurcli.steady import Steadier
 
@@ -42,6 +44,7 @@ class VideoOptions:
     crf: int = 20
     preset: str = "veryfast"
     batch_size: int = 8
+    wide_every: int = 15  # frames between the second look's wide looks (and on every scene cut)
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,12 @@ def process_video(
     render: Callable[[Photo, Mask], Rendered],
     options: VideoOptions = VideoOptions(),
     subject_only: bool = True,
+    heads: HeadOptions | None = None,
 ) -> VideoResult:
     """Read `source`, render every frame with its steadied mask, write `target` atomically (H.264
-    in the target's container, audio copied). Errors are one line naming `source`."""
+    in the target's container, audio copied). With `heads`, the second look at people not framed
+    like a portrait, its wide look on cuts and every few frames (`follow`). Errors are one line
+    naming `source`."""
     av = _import_av(source)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
@@ -94,7 +100,9 @@ def process_video(
         target.parent.mkdir(parents=True, exist_ok=True)
         output = av.open(str(tmp), "w", format=_CONTAINERS[video_output_extension(target.suffix)])
         try:
-            result = _transcode(av, container, output, segmenter, render, options, subject_only, source)
+            result = _transcode(
+                av, container, output, segmenter, render, options, subject_only, heads, source
+            )
         finally:
             output.close()
         os.replace(tmp, target)
@@ -114,6 +122,7 @@ def _transcode(
     render: Callable[[Photo, Mask], Rendered],
     options: VideoOptions,
     subject_only: bool,
+    heads: HeadOptions | None,
     source: Path,
 ) -> VideoResult:
     video = container.streams.video[0]
@@ -126,7 +135,9 @@ def _transcode(
     encoder = output.add_stream("libx264", rate=rate)
     encoder.width, encoder.height = video.codec_context.width, video.codec_context.height
     encoder.pix_fmt = pix_fmt.replace("yuvj", "yuv")
-    encoder.time_base = video.time_base
+    # The codec counts time in the input's units, not in 1/rate: a variable frame rate's stamps
+    # would round onto one another (and fail to mux) in frames of the average rate.
+    encoder.time_base = encoder.codec_context.time_base = video.time_base
     encoder.options = {"crf": str(options.crf), "preset": options.preset}
     output.metadata.update(container.metadata)  # title, date, location, ...
     encoder.metadata.update(video.metadata)
@@ -135,8 +146,9 @@ def _transcode(
         encoder.set_display_rotation(rotation)  # players turn it as they turned the input
     audio = {stream.index: output.add_stream_from_template(stream) for stream in container.streams.audio}
     frames = 0
-    pending: list[Any] = []
+    pending: list[tuple[Any, np.ndarray]] = []
     steadier = Steadier(options.steady) if subject_only else None
+    follower = None if heads is None else Follower(segmenter, subject_only, heads, options.wide_every)
     writer = _Writer()
 
     def encode(out: Any) -> None:
@@ -145,14 +157,13 @@ def _transcode(
 
     def flush() -> None:
         nonlocal frames
-        # The model and the compositor see the picture upright, as players show it; the stored
-        # frames keep the input's orientation and its display rotation.
-        turns = round(rotation / 90)
-        images = [np.ascontiguousarray(np.rot90(f.to_ndarray(format="rgb24"), turns)) for f in pending]
+        images = [image for _, image in pending]
         lows = segmenter.forward(
             [segmenter.prepare(image) for image in images], options.batch_size, subject_only
         )
-        for frame, image, low in zip(pending, images, lows, strict=True):
+        for (frame, image), low in zip(pending, lows, strict=True):
+            if follower is not None:
+                low = follower(image, low)
             rendered = render(Photo(image), Mask(low, steady=steadier)).photo.pixels
             if rendered.ndim == 2:
                 rendered = np.repeat(rendered[..., None], 3, axis=2)
@@ -163,15 +174,17 @@ def _transcode(
             frames += 1
         pending.clear()
 
+    # The model and the compositor see the picture upright, as players show it; the stored frames
+    # keep the input's orientation and its display rotation.
+    turns = round(rotation / 90)
     try:
-        for packet in container.demux(video, *container.streams.audio):
-            if packet.stream.index in audio:
-                if packet.dts is not None:
-                    packet.stream = audio[packet.stream.index]
-                    writer.put(lambda packet=packet: output.mux(packet))
-                continue
-            for frame in packet.decode():
-                pending.append(frame)
+        with _Ahead(_decoded(container, video, audio, turns)) as items:
+            for item, image in items:
+                if image is None:  # an audio packet, muxed as it came
+                    item.stream = audio[item.stream.index]
+                    writer.put(lambda packet=item: output.mux(packet))
+                    continue
+                pending.append((item, image))
                 if len(pending) >= options.batch_size:
                     flush()
         if pending:
@@ -213,6 +226,66 @@ class _Writer:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+def _decoded(container: Any, video: Any, audio: dict[int, Any], turns: int) -> Iterator[tuple[Any, Any]]:
+    """The clip in demux order: (audio packet, None) for the streams in `audio` (packets with a
+    timestamp), and (video frame, its picture as upright RGB) for each decoded frame."""
+    for packet in container.demux(video, *container.streams.audio):
+        if packet.stream.index in audio:
+            if packet.dts is not None:
+                yield packet, None
+            continue
+        for frame in packet.decode():
+            yield frame, np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), turns))
+
+
+class _Ahead:
+    """Runs an iterator on a thread of its own, up to `depth` items ahead of the caller (decoding
+    beside the model). Its error is raised in the caller; leaving the `with` stops it."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], depth: int = 16) -> None:
+        self._items = items
+        self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="blurcli-video-reader", daemon=True)
+
+    def _put(self, item: Any, error: BaseException | None = None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put((item, error), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+            self._put(self._END)
+        except BaseException as error:  # handed to the caller's thread
+            self._put(self._END, error)
+
+    def __enter__(self) -> Iterator[Any]:
+        self._thread.start()
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
+        while True:
+            item, error = self._queue.get()
+            if error is not None:
+                raise error
+            if item is self._END:
+                return
+            yield item
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _rotation(container: Any) -> int:

@@ -225,10 +225,23 @@ def test_bench_startup(tmp_path: Path) -> None:
 def test_bench_video(tmp_path: Path) -> None:
     pytest.importorskip("av")
     output = run_script(
-        "bench_video.py", "--frames", 4, "--sizes", "128x72", "--quality-size", "128x72", tmp_path=tmp_path
+        "bench_video.py",
+        "--frames",
+        4,
+        "--sizes",
+        "128x72",
+        "--quality-size",
+        "128x72",
+        "--crowd-size",
+        "256x144",
+        tmp_path=tmp_path,
     )
     assert re.search(rf"\| pan \| steadied \| {NUMBER} \| {NUMBER} \|", output)
-    assert re.search(rf"128x72: blurcli {NUMBER} fps, decode \+ encode floor {NUMBER} fps", output)
+    assert re.search(
+        rf"\| second look, followed \(wide every 15\) \| {NUMBER} \| {NUMBER} \| {NUMBER} \|", output
+    )
+    assert re.search(rf"128x72 crowd: blurcli {NUMBER} fps", output)
+    assert re.search(rf"128x72 walk: blurcli {NUMBER} fps, decode \+ encode floor {NUMBER} fps", output)
 
 
 def test_figure_video(tiny_weights: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ over time, bad files one line, interruption leaves nothing behind. Clips are mad
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,11 @@ from typer.testing import CliRunner
 
 from blurcli.cli import app
 from blurcli.photo import write_image
-from blurcli.render import BlurTask
+from blurcli.render import BlurTask, PredictTask
 from blurcli.segment import new_segmenter
 from blurcli.steady import steady_mask
 from blurcli.video import process_video
+from tests.test_follow import OPTIONS, Bright, frame, person_segmenter
 
 av = pytest.importorskip("av")
 runner = CliRunner()
@@ -28,8 +30,11 @@ def make_clip(
     rate: int = 24,
     pix_fmt: str = "yuv420p",
     rotation: int = 0,
+    picture: Callable[[int], np.ndarray] | None = None,
+    stamps: list[int] | None = None,
 ) -> Path:
-    """A clip of a bright square moving over a gradient, with one second of a 440 Hz sine (AAC)."""
+    """A clip of a bright square moving over a gradient (or of `picture(index)`), with one second
+    of a 440 Hz sine (AAC); frame i at `stamps[i]` (in 1/`rate` s) for a variable frame rate."""
     width, height = size
     with av.open(str(path), "w") as out:
         out.metadata["title"] = "a talk"
@@ -44,8 +49,10 @@ def make_clip(
             image = np.broadcast_to(ramp, (height, width, 3)).astype(np.uint8).copy()
             left = 4 + 2 * index
             image[12:36, left : left + 16] = (230, 200, 180)
+            if picture is not None:
+                image = picture(index)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
+            frame.pts = index if stamps is None else stamps[index]
             for packet in video.encode(frame):
                 out.mux(packet)
         for packet in video.encode():
@@ -181,3 +188,48 @@ def test_a_phone_videos_rotation_is_kept(tmp_path: Path, tiny_weights: Path) -> 
         frames = list(container.decode(video=0))
     assert len(frames) == 12 and frames[0].rotation == -90
     assert (frames[0].width, frames[0].height) == (64, 48)  # stored as the input stores it
+
+
+def test_the_model_sees_a_phone_video_upright(tmp_path: Path) -> None:
+    """A display rotation of -90 (an iPhone held upright) turns the stored frame clockwise, as
+    FFmpeg's players do: its top-left corner is shown top-right, and so the model sees it."""
+    seen = []
+
+    class Recording(Bright):
+        def __call__(self, batch: np.ndarray) -> np.ndarray:
+            seen.extend(batch)
+            return super().__call__(batch)
+
+    segmenter, _ = person_segmenter(Recording())
+    corner = np.zeros((48, 64, 3), np.uint8)
+    corner[:12, :16] = 255  # the stored frame's top-left corner
+    clip = make_clip(tmp_path / "phone.mp4", rotation=-90, picture=lambda i: corner)
+    process_video(clip, tmp_path / "out.mp4", segmenter, PredictTask())
+    upright = seen[0].mean(axis=0)
+    assert upright.shape[0] > upright.shape[1]  # portrait
+    rows, cols = upright.shape
+    assert upright[: rows // 4, -cols // 4 :].mean() > 0.8 and upright[rows // 2 :].mean() < 0.2
+
+
+def test_the_second_look_follows_people_through_a_clip(tmp_path: Path) -> None:
+    segmenter, network = person_segmenter()
+    clip = make_clip(tmp_path / "walk.mp4", frames=20, size=(320, 180), picture=lambda i: frame(40 + 4 * i))
+    result = process_video(clip, tmp_path / "out.mp4", segmenter, PredictTask(), heads=OPTIONS)
+    assert result.frames == 20
+    assert network.wide_looks == 2  # frames 0 and 15, not 20
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        masks = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    for index, mask in enumerate(masks):  # the person, wherever it walked, and nothing else
+        truth = frame(40 + 4 * index)[..., 0] > 128
+        assert ((mask > 128) == truth).mean() > 0.97
+
+
+def test_a_variable_frame_rate_keeps_every_timestamp(tmp_path: Path, tiny_weights: Path) -> None:
+    stamps = [0, 1, 2, 5, 6, 10, 11, 12, 20, 21, 22, 30]  # a phone's: frames held, frames dropped
+    clip = make_clip(tmp_path / "vfr.mp4", stamps=stamps)
+    result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights), "-q"])
+    assert result.exit_code == 0, result.output
+    before, after = describe(clip), describe(tmp_path / "vfr_blurred.mp4")
+    assert before["stamps"] == pytest.approx([s / 24 for s in stamps], abs=1e-3)
+    assert after["stamps"] == pytest.approx(before["stamps"], abs=1e-3)
+    assert after["audio"] == before["audio"]
