@@ -582,7 +582,7 @@ def train(
     """
     training = _training("train")
     training.soup.check_soup_metric(soup_by)  # an invalid value is a mistake with or without --soup
-    console = _console(quiet)
+    console = _console(quiet or not training.ranks_from_environment().main)  # torchrun: rank 0 prints
     if soup:
         _soup(data, out, soup, device, limit, console, soup_by)
         return

@@ -5,6 +5,7 @@ this package, so `blur` and `predict` never load it.
 """
 
 from blurcli.training.augment import Augmentation
+from blurcli.training.distributed import Ranks, ranks_from_environment
 from blurcli.training.evaluate import evaluate, load_labelled
 from blurcli.training.lfw import SplitData, load_split
 from blurcli.training.loop import TrainConfig, TrainResult, train
@@ -12,6 +13,7 @@ from blurcli.training.soup import SoupResult, greedy_soup
 
 __all__ = [
     "Augmentation",
+    "Ranks",
     "SoupResult",
     "SplitData",
     "TrainConfig",
@@ -20,5 +22,6 @@ __all__ = [
     "greedy_soup",
     "load_labelled",
     "load_split",
+    "ranks_from_environment",
     "train",
 ]

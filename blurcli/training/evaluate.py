@@ -14,6 +14,7 @@ from blurcli.refine import RefineOptions, grey_guide, refine_classes
 from blurcli.resample import upsample
 from blurcli.segment import Segmenter
 from blurcli.training.ccp import PersonSplit, is_ccp, load_person_split
+from blurcli.training.distributed import Ranks, sum_across
 from blurcli.training.lfw import SplitData, check_folder, load_split
 from blurcli.training.metrics import SegmentationMetrics
 
@@ -24,22 +25,25 @@ def evaluate(
     batch_size: int = 32,
     on_progress: Callable[[int, int], None] | None = None,
     refine: RefineOptions | None = RefineOptions(),
+    ranks: Ranks = Ranks(),
 ) -> dict:
     """Predict at model size, bring the prediction to each mask's size, then score the whole split.
 
     With `refine` (the default), class maps follow the photo's edges as `blurcli blur` and
     `predict` do; with None, probabilities are resized bilinearly. Returns
     SegmentationMetrics.compute()'s dict plus `loss` (mean per-pixel cross-entropy of the bilinearly
-    resized probabilities) and `images`.
+    resized probabilities) and `images`. Under torchrun (`ranks`), each rank scores its shard and the
+    counts of all ranks are summed: the figures are those of one process scoring the whole split.
     """
     classes = segmenter.output_classes
     metrics = SegmentationMetrics(len(classes), classes, tuple(range(1, len(classes))))
     total_nll, total_pixels = 0.0, 0
-    count = len(split.names)
+    mine = ranks.shard(len(split.names))
+    count = len(mine)
     for start in range(0, count, batch_size):
-        images = split.images[start : start + batch_size]
-        masks = split.masks[start : start + batch_size]
-        batch = segmenter.probabilities(list(images), batch_size)
+        images = [split.images[i] for i in mine[start : start + batch_size]]
+        masks = [split.masks[i] for i in mine[start : start + batch_size]]
+        batch = segmenter.probabilities(images, batch_size)
         for image, probs, mask in zip(images, batch, masks, strict=True):
             full = upsample(probs, mask.shape)
             picked = np.take_along_axis(full, mask[..., None].astype(np.intp), axis=-1)
@@ -52,6 +56,10 @@ def evaluate(
                 metrics.update(refine_classes(probs, guide, refine), mask)
         if on_progress:
             on_progress(min(start + batch_size, count), count)
+    if ranks.world > 1:
+        counts = sum_across(np.concatenate([metrics.counts(), [total_nll, total_pixels, count]]))
+        metrics.set_counts(counts[:-3])
+        total_nll, total_pixels, count = float(counts[-3]), int(counts[-2]), int(counts[-1])
     result = metrics.compute()
     result["loss"] = total_nll / max(total_pixels, 1)
     result["images"] = count

@@ -1,5 +1,6 @@
 """Training loop: cross-entropy, Adam, ReduceLROnPlateau, best-by-validation-mIoU checkpoints,
-resumable at every epoch boundary. Validation scores refined masks, the figure `blurcli eval` reports."""
+resumable at every epoch boundary. Validation scores refined masks, the figure `blurcli eval` reports.
+Under torchrun the same loop runs on every rank (`distributed.py`); rank 0 writes the files."""
 
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from blurcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
-from blurcli.device import resolve_device
 from blurcli.errors import BlurcliError, UsageError, first_line
 from blurcli.model import UNet, UNetConfig, count_parameters
 from blurcli.paths import check_writable, os_reason
@@ -28,6 +28,15 @@ from blurcli.torch_network import TorchNetwork
 from blurcli.training.augment import Augmentation
 from blurcli.training.ccp import PersonSplit, load_person_split
 from blurcli.training.dataset import SegmentationDataset
+from blurcli.training.distributed import (
+    Ranks,
+    barrier,
+    distribute,
+    process_group,
+    rank_device,
+    ranks_from_environment,
+    sum_across,
+)
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import load_split
 from blurcli.training.losses import Objective, class_weights_from, load_teacher
@@ -153,13 +162,19 @@ def train(
     """Train a UNet on LFW Part Labels; keep the best checkpoint by validation mean IoU.
 
     Every option is checked, and a file written and removed where each output goes, before any
-    data is read: a run that cannot finish fails at once and leaves nothing behind."""
+    data is read: a run that cannot finish fails at once and leaves nothing behind. Under torchrun
+    this process is one rank of a distributed run; only rank 0 writes and calls back."""
     model_config = check_config(config)
     paths = RunPaths.for_output(config.out)
-    device = resolve_device(config.device)
-    check_writable(paths.outputs(config.epochs if config.snapshots else None))
+    ranks = ranks_from_environment()
+    device = rank_device(config.device, ranks)
+    if ranks.main:
+        check_writable(paths.outputs(config.epochs if config.snapshots else None))
+    else:
+        on_step = on_epoch = None
     try:
-        return _train(config, model_config, paths, device, on_step, on_epoch)
+        with process_group(ranks, device):
+            return _train(config, model_config, paths, device, ranks, on_step, on_epoch)
     except (torch.OutOfMemoryError, RuntimeError) as error:
         if not _out_of_memory(error):
             raise
@@ -223,6 +238,7 @@ def _train(
     model_config: UNetConfig,
     paths: RunPaths,
     device: torch.device,
+    ranks: Ranks,
     on_step: StepCallback | None,
     on_epoch: EpochCallback | None,
 ) -> TrainResult:
@@ -251,7 +267,8 @@ def _train(
         start = (start[0], with_person_output(start[1]))  # fine-tune a head model into a person model
     model = UNet(model_config) if start is None else build_model(start[1], str(start[0]), model_config)
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    trained = distribute(model, device, ranks)  # `model` itself, or it inside DDP under torchrun
+    optimizer = torch.optim.Adam(trained.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=0.5, patience=config.plateau_patience
     )
@@ -266,8 +283,9 @@ def _train(
     start_epoch, best_miou, best_epoch, history = 0, -math.inf, -1, []
     if config.resume and start is not None:
         start_epoch, best_miou, best_epoch, history = _restore(start, optimizer, scheduler)
-        _write_log(paths.log, history, "w")
-    else:
+        if ranks.main:
+            _write_log(paths.log, history, "w")
+    elif ranks.main:
         try:
             paths.log.unlink(missing_ok=True)
         except OSError as error:
@@ -282,16 +300,9 @@ def _train(
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
             dataset.set_epoch(epoch)
-            loader = DataLoader(
-                dataset,
-                batch_size=config.batch_size,
-                shuffle=True,
-                drop_last=len(dataset) > config.batch_size,
-                num_workers=config.workers,
-                generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
-                pin_memory=device.type == "cuda",
-            )
-            train_loss = _train_epoch(model, loader, optimizer, objective, device, use_amp, epoch, on_step)
+            loader = training_loader(dataset, config, epoch, ranks, device)
+            train_loss = train_epoch(trained, loader, optimizer, objective, device, use_amp, epoch, on_step)
+            train_loss = float(sum_across(np.array([train_loss]))[0]) / ranks.world  # equal steps per rank
             if not math.isfinite(train_loss):
                 raise BlurcliError(
                     f"epoch {epoch + 1}: the training loss is {train_loss}: training diverged; "
@@ -307,11 +318,15 @@ def _train(
             )
             # Refined, as `blurcli eval` scores (and `blur` uses) masks; the loss stays bilinear.
             batch = max(config.batch_size, 32)
-            val = evaluate(segmenter, val_split, batch, refine=RefineOptions())
+            val = evaluate(segmenter, val_split, batch, refine=RefineOptions(), ranks=ranks)
             person = None
             if people_val is not None:
                 person = evaluate(
-                    replace(segmenter, subject="person"), people_val, batch, refine=RefineOptions()
+                    replace(segmenter, subject="person"),
+                    people_val,
+                    batch,
+                    refine=RefineOptions(),
+                    ranks=ranks,
                 )
                 val = {**val, "person": person}
             scheduler.step(val["loss"] + (person["loss"] if person else 0.0))
@@ -333,18 +348,20 @@ def _train(
             # The best epoch: LFW's validation mIoU, plus the person IoU when there is a person output.
             score = val["mean_iou"] + (person["iou"]["person"] if person else 0.0)
             improved = score > best_miou
-            if improved or config.snapshots:
-                checkpoint = _checkpoint(model, config, norm, val, epoch + 1)
             if improved:
                 best_miou, best_epoch = score, epoch + 1
-                save_checkpoint(paths.best, checkpoint, half=config.half)
-            if config.snapshots:
-                save_checkpoint(paths.snapshot(epoch + 1), checkpoint, half=config.half)
+            if ranks.main and (improved or config.snapshots):
+                checkpoint = _checkpoint(model, config, norm, val, epoch + 1)
+                if improved:
+                    save_checkpoint(paths.best, checkpoint, half=config.half)
+                if config.snapshots:
+                    save_checkpoint(paths.snapshot(epoch + 1), checkpoint, half=config.half)
             record["best"] = improved
-            _write_log(paths.log, [record], "a")
-            plot_history(history, paths.plot)
-            resume = _resume_state(optimizer, scheduler, epoch + 1, best_miou, best_epoch, history)
-            save_checkpoint(paths.last, _checkpoint(model, config, norm, val, epoch + 1, resume))
+            if ranks.main:
+                _write_log(paths.log, [record], "a")
+                plot_history(history, paths.plot)
+                resume = _resume_state(optimizer, scheduler, epoch + 1, best_miou, best_epoch, history)
+                save_checkpoint(paths.last, _checkpoint(model, config, norm, val, epoch + 1, resume))
             if on_epoch:
                 on_epoch(record)
     except KeyboardInterrupt:
@@ -352,6 +369,7 @@ def _train(
         # boundary gives exactly the model an uninterrupted run would have given.
         raise TrainingInterrupted(paths.last, epoch) from None
 
+    barrier()  # rank 0 has written the best checkpoint
     best = load_checkpoint(paths.best) if paths.best.exists() else None
     return TrainResult(
         paths=paths,
@@ -359,6 +377,30 @@ def _train(
         best_metrics=best.metrics if best else {},
         history=history,
         parameters=count_parameters(model),
+    )
+
+
+def training_loader(
+    dataset: SegmentationDataset, config: TrainConfig, epoch: int, ranks: Ranks, device: torch.device
+) -> DataLoader:
+    """The epoch's batches: the whole training set shuffled, or under torchrun this rank's shard of
+    it (DistributedSampler, reshuffled each epoch; shards padded to equal length, so every rank
+    takes the same number of steps)."""
+    sampler = None
+    count = len(dataset)
+    if ranks.world > 1:
+        sampler = DistributedSampler(dataset, ranks.world, ranks.rank, shuffle=True, seed=config.seed)
+        sampler.set_epoch(epoch)
+        count = len(sampler)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=count > config.batch_size,
+        num_workers=config.workers,
+        generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+        pin_memory=device.type == "cuda",
     )
 
 
@@ -371,8 +413,8 @@ def _write_log(path: Path, records: list[dict[str, Any]], mode: str) -> None:
         raise BlurcliError(f"{path}: cannot write ({os_reason(error, path)})") from None
 
 
-def _train_epoch(
-    model: UNet,
+def train_epoch(
+    model: torch.nn.Module,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     objective: Objective,

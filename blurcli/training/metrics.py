@@ -147,6 +147,10 @@ class BoundaryCounts:
         """Counts for no image at all, the start of a sum."""
         return cls(*(np.zeros(num_classes, dtype=np.int64) for _ in range(4)))
 
+    def as_array(self) -> np.ndarray:
+        """(4, C): pred_matched, pred_total, gt_matched, gt_total."""
+        return np.stack([self.pred_matched, self.pred_total, self.gt_matched, self.gt_total])
+
     def __add__(self, other: BoundaryCounts) -> BoundaryCounts:
         """Pool two sets of counts (same classes) by adding them field by field."""
         return BoundaryCounts(
@@ -302,6 +306,21 @@ class SegmentationMetrics:
         self.subject_boundary = self.subject_boundary + subject_boundary_counts(
             pred, target, self.num_classes, self.subject, self.boundary_tolerance, self.ignore_index
         )
+
+    def counts(self) -> np.ndarray:
+        """Every count as one float64 vector (exact below 2**53), to be summed across processes."""
+        parts = [self.cm, self.boundary.as_array(), self.subject_boundary.as_array()]
+        return np.concatenate([part.ravel() for part in parts]).astype(np.float64)
+
+    def set_counts(self, counts: np.ndarray) -> None:
+        """Replace every count with those of a vector from `counts()` (e.g. summed over ranks)."""
+        values = np.rint(counts).astype(np.int64)
+        size = self.num_classes**2
+        self.cm = values[:size].reshape(self.cm.shape)
+        columns = len(self.boundary.pred_total)
+        boundary = values[size : size + 4 * columns].reshape(4, columns)
+        self.boundary = BoundaryCounts(*boundary)
+        self.subject_boundary = BoundaryCounts(*values[size + 4 * columns :].reshape(4, 1))
 
     def compute(self) -> dict[str, Any]:
         """Scores of everything seen so far as a JSON-ready dict; undefined scores are None."""
