@@ -4,12 +4,13 @@ The portrait is cut out along the model's own refined mask of the still photo, a
 the truth: pasted on a defocused room, the true mask of every frame is known exactly. Two motions:
 "pan" (the person still, the room sliding behind), "walk" (the person crossing a still room). For
 each clip: subject IoU and edge flicker (mean absolute change of the mask between consecutive
-frames, on a band around the true edge where the true mask does not change) for per-frame masks and
-for steadied ones (steady.steady_mask). A third clip, "crowd" (three small people walking), compares
-one pass per frame, the second look on every frame and the followed second look (follow.py): IoU,
-flicker and the look's cost per frame. Then frames per second of the whole `blur` of an encoded
-clip at 720p and 1080p (and of the crowd at the first size), with the second look on as the
-CLI has it, beside the decode + encode floor (the same clip decoded and re-encoded with
+frames, on a band around the true edge where the true mask does not change; and the same seen from
+the walking person, the last frame moved along with them) for per-frame masks and for steadied
+ones (steady.Steadier: motion-following averaging). A third clip, "crowd" (three small people
+walking), compares one pass per frame, the second look on every frame and the followed second
+look (follow.py): IoU, flicker and the look's cost per frame. Then frames per second of the whole
+`blur` of an encoded clip at 720p and 1080p (and of the crowd at the first size), with the second
+look on as the CLI has it, beside the decode + encode floor (the same clip decoded and re-encoded with
 the same x264 settings, no model), measured in the same run.
 
     python benchmarks/bench_video.py                    # 60 frames, 720p and 1080p
@@ -41,8 +42,9 @@ from blurcli.video import VideoOptions, process_video
 
 def clip(
     kind: str, width: int, height: int, frames: int, cutout: np.ndarray
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(RGB frame, true mask) pairs of a `kind` clip: "pan" (the person still, the room sliding
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """(RGB frame, true mask, how far the first person moved right since the last frame) of a `kind`
+    clip: "pan" (the person still, the room sliding
     behind), "walk" (the person crossing a still room) or "crowd" (three small people, a third of
     the frame tall, walking at different speeds: what the second look is for)."""
     rng = np.random.default_rng(0)
@@ -54,12 +56,16 @@ def clip(
         side = int(height * 0.9)
         starts, speeds = (width // 4,), ((6 if kind == "walk" else 0),)
     person = cv2.resize(cutout, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    lefts = [
+        [int(np.clip(start + index * speed, 0, width - side)) for index in range(frames)]
+        for start, speed in zip(starts, speeds, strict=True)
+    ]
     for index in range(frames):
         shift = (index * 4) % width if kind == "pan" else 0
         frame = room[:, shift : shift + width].astype(np.float32)
         alpha = np.zeros((height, width), np.float32)
-        for number, (start, speed) in enumerate(zip(starts, speeds, strict=True)):
-            left = int(np.clip(start + index * speed, 0, width - side))
+        for number, places in enumerate(lefts):
+            left = places[index]
             top = height - side - (number * side // 4 if kind == "crowd" else 0)
             alpha[top : top + side, left : left + side] = np.maximum(
                 alpha[top : top + side, left : left + side], person[..., 3]
@@ -67,7 +73,8 @@ def clip(
             region = frame[top : top + side, left : left + side]
             region += person[..., 3:] * (person[..., :3] - region)
         frame += rng.normal(0, 4.0, frame.shape).astype(np.float32)  # a camera's noise, new each frame
-        yield np.clip(frame + 0.5, 0, 255).astype(np.uint8), alpha > 0.5
+        move = lefts[0][index] - lefts[0][max(index - 1, 0)]
+        yield np.clip(frame + 0.5, 0, 255).astype(np.uint8), alpha > 0.5, move
 
 
 def masks(
@@ -92,18 +99,25 @@ def masks(
     ], ms
 
 
-def iou_and_flicker(predicted: list[np.ndarray], truth: list[np.ndarray]) -> tuple[float, float]:
+def iou_and_flicker(
+    predicted: list[np.ndarray], truth: list[np.ndarray], moves: list[int] | None = None
+) -> tuple[float, float]:
+    """Mean subject IoU, and the mean absolute change of the mask between consecutive frames on a
+    13 px band around the true edge where the true mask did not change; with `moves` (the subject's
+    shift right since the last frame), seen from the subject: the last frame moved along first."""
     ious = [
         np.logical_and(p > 0.5, t).sum() / max(np.logical_or(p > 0.5, t).sum(), 1)
         for p, t in zip(predicted, truth, strict=True)
     ]
     changes = []
+    kernel = np.ones((13, 13), np.uint8)
     for index in range(1, len(truth)):
-        edge = cv2.dilate(truth[index].astype(np.uint8), np.ones((13, 13), np.uint8)) - cv2.erode(
-            truth[index].astype(np.uint8), np.ones((13, 13), np.uint8)
-        )
-        band = (edge > 0) & (truth[index] == truth[index - 1])
-        changes.append(float(np.abs(predicted[index] - predicted[index - 1])[band].mean()))
+        move = 0 if moves is None else moves[index]
+        before, true_before = (np.roll(x[index - 1], move, axis=1) for x in (predicted, truth))
+        now = truth[index].astype(np.uint8)
+        band = (cv2.dilate(now, kernel) - cv2.erode(now, kernel) > 0) & (truth[index] == true_before)
+        band[:, : max(move, 0)] = False  # what the roll brought round from the other side
+        changes.append(float(np.abs(predicted[index] - before)[band].mean()))
     return float(np.mean(ious)), float(np.mean(changes))
 
 
@@ -189,16 +203,19 @@ def main() -> None:
     width, height = (int(v) for v in args.quality_size.split("x"))
     options = VideoOptions(steady=args.steady)
     print(f"accuracy: {args.frames} frames at {width}x{height}, steady {options.steady}")
-    print("| clip | masks | subject IoU | edge flicker |")
-    print("| --- | --- | --- | --- |")
+    print("| clip | masks | subject IoU | edge flicker | flicker seen from the subject |")
+    print("| --- | --- | --- | --- | --- |")
     for kind in ("pan", "walk"):
         pairs = list(clip(kind, width, height, args.frames, cutout))
-        frames, truth = [p[0] for p in pairs], [p[1] for p in pairs]
-        alone = iou_and_flicker(masks(segmenter, frames, 0.0)[0], truth)
-        steadied = iou_and_flicker(masks(segmenter, frames, options.steady)[0], truth)
-        print(f"| {kind} | per frame | {alone[0]:.4f} | {alone[1]:.4f} |")
-        print(f"| {kind} | steadied | {steadied[0]:.4f} | {steadied[1]:.4f} |")
-        print(f"| {kind} | ratio | | {steadied[1] / max(alone[1], 1e-9):.2f} |")
+        frames, truth, moves = ([p[i] for p in pairs] for i in range(3))
+        figures = {}
+        for name, steady in (("per frame", 0.0), ("steadied", options.steady)):
+            predicted = masks(segmenter, frames, steady)[0]
+            iou, flicker = iou_and_flicker(predicted, truth)
+            figures[name] = (iou, flicker, iou_and_flicker(predicted, truth, moves)[1])
+            print(f"| {kind} | {name} | {iou:.4f} | {flicker:.4f} | {figures[name][2]:.4f} |")
+        ratios = [figures["steadied"][i] / max(figures["per frame"][i], 1e-9) for i in (1, 2)]
+        print(f"| {kind} | ratio | | {ratios[0]:.2f} | {ratios[1]:.2f} |")
     second_looks(segmenter, cutout, args.frames, args.crowd_size, options)
     print(f"speed: {args.frames} frames, x264 {options.preset} crf {options.crf}, the whole blur")
     with tempfile.TemporaryDirectory() as scratch:
@@ -206,7 +223,7 @@ def main() -> None:
         for kind, size in runs:
             width, height = (int(v) for v in size.split("x"))
             source = Path(scratch) / f"{kind}-{height}.mp4"
-            frames = (f for f, _ in clip(kind, width, height, args.frames, cutout))
+            frames = (f for f, _, _ in clip(kind, width, height, args.frames, cutout))
             write_clip(source, frames, width, height, options)
             floor = floor_fps(source, Path(scratch) / "floor.mp4", options)
             started = time.perf_counter()

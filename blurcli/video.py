@@ -40,7 +40,7 @@ class VideoOptions:
     """How frames are steadied and encoded: `steady` is how much of the previous frame's refined
     mask a still pixel keeps (0: every frame alone); `crf` and `preset` are x264's quality and speed."""
 
-    steady: float = 0.6
+    steady: float = 0.75
     crf: int = 20
     preset: str = "veryfast"
     batch_size: int = 8

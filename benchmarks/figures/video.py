@@ -46,7 +46,7 @@ def main() -> None:
     options = VideoOptions()
     with tempfile.TemporaryDirectory() as scratch:
         source, blurred = Path(scratch) / "walk.mp4", Path(scratch) / "walk_blurred.mp4"
-        write_clip(source, (f for f, _ in clip("walk", 640, 360, 30, cutout)), 640, 360, options)
+        write_clip(source, (f for f, _, _ in clip("walk", 640, 360, 30, cutout)), 640, 360, options)
         process_video(source, blurred, segmenter, BlurTask(), options)
         before, after = frame_at(source, 20), frame_at(blurred, 20)
     before, after = np.ascontiguousarray(before), np.ascontiguousarray(after)
