@@ -98,6 +98,8 @@ class Runner:
         heads: HeadOptions | None = HeadOptions(),
         read_stdin: Callable[[], bytes] | None = None,
         write_stdout: Callable[[bytes], None] | None = None,
+        read_file: Callable[[Path], bytes] = read_bytes,
+        clean_parts: bool = True,
     ) -> None:
         self.task = task
         self.segmenter = segmenter
@@ -105,6 +107,8 @@ class Runner:
         self.heads = heads
         self.read_stdin = read_stdin
         self.write_stdout = write_stdout
+        self.read_file = read_file  # a job's source -> its bytes (Ray's reader may have them already)
+        self.clean_parts = clean_parts  # off where many runners share outputs (Ray's workers)
 
     def run(
         self, jobs: Iterable[Job], on_result: Callable[[FileResult], None] | None = None
@@ -124,7 +128,8 @@ class Runner:
                 report(FileResult(job.name, str(job.target), "skipped", reason=EXISTS))
             else:
                 (videos if job.source is not None and is_video(job.source) else todo).append(job)
-        remove_stale_parts(path for job in todo for path in (job.target, job.mask_target) if path)
+        if self.clean_parts:
+            remove_parts_of(todo)
         pool = ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="blurcli")
         # The workers keep the other cores busy; a multi-threaded forward pass would wait on them
         # at every layer (10x slower on two cores), a single-threaded one does not.
@@ -155,7 +160,7 @@ class Runner:
                 self.heads,
             )
         except Exception as error:  # a bad video is reported, the batch goes on
-            return _failure(job, error, started)
+            return failed_result(job, error, started)
         ms = (time.perf_counter() - started) * 1000
         return FileResult(job.name, str(job.target), "done", None, ms, frames=result.frames, fps=result.fps)
 
@@ -178,7 +183,7 @@ class Runner:
                 try:
                     batch.append(future.result())
                 except Exception as error:  # a bad file is reported, the batch goes on
-                    report(_failure(job, error, started))
+                    report(failed_result(job, error, started))
             lows = self._forward([loaded for loaded in batch if loaded.mask is None], report)
             for loaded in batch:
                 mask = loaded.mask if loaded.mask is not None else next(lows)
@@ -198,7 +203,7 @@ class Runner:
                 raise BlurcliError(f"{STDIN}: no standard input here")
             data = self.read_stdin()
         else:
-            data = read_bytes(job.source)
+            data = self.read_file(job.source)
         photo = decode_photo(data, job.name, self.options.max_pixels)
         if job.mask is not None:
             if not job.mask.is_file():
@@ -221,7 +226,7 @@ class Runner:
             return iter([Mask(low) for low in lows])
         except Exception as error:  # e.g. out of GPU memory: fail these, go on
             for loaded in batch:
-                report(_failure(loaded.job, error, loaded.started))
+                report(failed_result(loaded.job, error, loaded.started))
             return iter([None] * len(batch))
 
     def _second_look(self, loaded: _Loaded, mask: Mask) -> Mask:
@@ -250,7 +255,7 @@ class Runner:
             else:
                 write_file(job.target, data)
         except Exception as error:  # a bad file is reported, the batch goes on
-            return _failure(job, error, loaded.started)
+            return failed_result(job, error, loaded.started)
         output = STDOUT if job.target is None else str(job.target)
         return FileResult(job.name, output, "done", None, (time.perf_counter() - loaded.started) * 1000)
 
@@ -263,14 +268,21 @@ class Runner:
             raise BlurcliError(f"{STDOUT}: cannot write ({error.strerror or error})") from None
 
 
-def _failure(job: Job, error: Exception, started: float) -> FileResult:
-    """A FileResult for a file that failed; unexpected errors still name the file, in one line."""
+def failed_result(job: Job, error: Exception, started: float) -> FileResult:
+    """A FileResult for a job that failed (`started`: its perf_counter); unexpected errors still
+    name the file, in one line."""
     if isinstance(error, BlurcliError):
         named = (job.name, STDOUT, *(str(path) for path in (job.target, job.mask, job.mask_target) if path))
         message = str(error) if str(error).startswith(named) else f"{job.name}: {error}"
     else:
         message = f"{job.name}: {type(error).__name__}: {error}".splitlines()[0]
     return FileResult(job.name, None, "failed", message, (time.perf_counter() - started) * 1000)
+
+
+def remove_parts_of(jobs: Iterable[Job]) -> None:
+    """Remove the temp files that killed runs left beside these jobs' outputs (each folder is
+    listed once: a step for the start of a run, not for every batch)."""
+    remove_stale_parts(path for job in jobs for path in (job.target, job.mask_target) if path)
 
 
 @dataclass(frozen=True)
@@ -300,6 +312,21 @@ def run_jobs(
     return runner.run(jobs, on_result)
 
 
+def plan_task(
+    inputs: Sequence[str | Path],
+    task: Task,
+    output: str | Path | None = None,
+    naming: Naming = BLUR_NAMING,
+    recursive: bool = False,
+    fmt: str | None = None,
+    mask: str | Path | None = None,
+) -> list[Job]:
+    """`plan.plan_files` for a task from Python: its masks saved where a BlurTask asks for them."""
+    save_mask = isinstance(task, BlurTask) and task.save_mask
+    target, given = (None if value is None else Path(value) for value in (output, mask))
+    return plan_files([str(item) for item in inputs], target, naming, recursive, fmt, given, save_mask)
+
+
 def process_files(
     inputs: Sequence[str | Path],
     task: Task,
@@ -316,9 +343,7 @@ def process_files(
 ) -> list[FileResult]:
     """Files, folders or glob patterns -> one FileResult each, outputs named by `naming`; the
     shipped model is loaded when a photo needs one and no `segmenter` is given."""
-    save_mask = isinstance(task, BlurTask) and task.save_mask
-    target, given = (None if value is None else Path(value) for value in (output, mask))
-    jobs = plan_files([str(item) for item in inputs], target, naming, recursive, fmt, given, save_mask)
+    jobs = plan_task(inputs, task, output, naming, recursive, fmt, mask)
     if segmenter is None and needs_model(jobs):
         segmenter = new_segmenter()
     return run_jobs(jobs, task, segmenter, options, heads, on_result)

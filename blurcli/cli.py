@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
@@ -195,9 +197,10 @@ def _run_jobs(
     verb: str,
     as_json: bool,
     quiet: bool,
+    on_ray: Callable[..., list[FileResult]] | None = None,
 ) -> None:
     """Run with a progress bar (files, images/s, ETA) on stderr, errors by name, a summary; exit 1
-    if any file failed. --json adds one line per file on stdout."""
+    if any file failed. --json adds one line per file on stdout. `on_ray`: run on Ray instead."""
     console, errors = _console(quiet), _console()
     started = time.perf_counter()
     rate = TextColumn("{task.fields[rate]:.1f} img/s")
@@ -219,7 +222,8 @@ def _run_jobs(
                 sys.stdout.write(result.to_json() + "\n")
                 sys.stdout.flush()
 
-        results = run_jobs(jobs, task, segmenter, options, head_options(heads), on_result, _stdio())
+        run = on_ray or partial(run_jobs, segmenter=segmenter, stdio=_stdio())
+        results = run(jobs, task, options=options, heads=head_options(heads), on_result=on_result)
     seconds = time.perf_counter() - started
     counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "failed")}
     if len(results) > 1 or counts["skipped"]:
@@ -232,6 +236,20 @@ def _run_jobs(
         )
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+def _on_ray(
+    address: str | None, workers: int, weights: str | None, device: str, subject: str | None
+) -> Callable[..., list[FileResult]] | None:
+    """--ray ADDRESS: the jobs go to Ray workers (blurcli.ray_data, the ray extra), one GPU each
+    with --device cuda; None without --ray."""
+    if address is None:
+        return None
+    from blurcli.ray_data import RayOptions, run_jobs_on_ray
+
+    gpus = 1.0 if device.startswith("cuda") else 0.0
+    cluster = RayOptions(address, workers, gpus=gpus, quiet=True)
+    return partial(run_jobs_on_ray, weights=weights, device=device, subject=subject, cluster=cluster)
 
 
 def _skip_reasons(results: list[FileResult]) -> str:
@@ -278,6 +296,20 @@ HeadsOption = Annotated[
 ]
 RefineFlag = Annotated[
     bool, typer.Option("--refine/--no-refine", help="Snap the mask to the photo's edges (guided filter).")
+]
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help='Run on Ray (pip install "blurcli\\[ray]"): local (a cluster on this machine), auto (the '
+        "one running here) or a cluster's address. Every worker must reach the inputs and -o.",
+        show_default=False,
+    ),
+]
+WorkersOption = Annotated[
+    int,
+    typer.Option("--workers", min=1, help="With --ray: model copies (Ray workers), each with -j threads."),
 ]
 
 
@@ -343,13 +375,15 @@ def blur(
     ] = VideoOptions.preset,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
+    ray: RayOption = None,
+    workers: WorkersOption = 2,
     quiet: QuietOption = False,
 ) -> None:
     """Blur the background of photos and videos, keeping the person sharp."""
     planned = plan_files(images, output, BLUR_NAMING, recursive, fmt, mask, save_mask)
     _check_stdout(planned, as_json)
     console = _console(quiet)
-    if needs_model(planned):
+    if ray is None and needs_model(planned):  # Ray's workers load their own
         segmenter = _load_segmenter(weights, device, console, subject)
     else:
         segmenter, _ = None, check_device(device)  # no model needed, but a bad --device is still a mistake
@@ -361,7 +395,8 @@ def blur(
     )
     video = VideoOptions(crf=crf, preset=check_preset(preset))
     options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, video)
-    _run_jobs(planned, task, segmenter, options, heads, "blurring", as_json, quiet)
+    on_ray = _on_ray(ray, workers, weights, device, subject)
+    _run_jobs(planned, task, segmenter, options, heads, "blurring", as_json, quiet, on_ray)
 
 
 @app.command()
@@ -397,6 +432,8 @@ def predict(
     subject: SubjectOption = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
+    ray: RayOption = None,
+    workers: WorkersOption = 2,
     quiet: QuietOption = False,
 ) -> None:
     """Write the subject mask: 8-bit alpha (probability x 255) at the photo's full resolution."""
@@ -405,10 +442,11 @@ def predict(
     mode: PredictMode = "classes" if classes else "overlay" if show else "alpha"
     planned = plan_files(images, output, PREDICT_NAMING, recursive, fmt)
     _check_stdout(planned, as_json)
-    segmenter = _load_segmenter(weights, device, _console(quiet), subject)
+    segmenter = None if ray else _load_segmenter(weights, device, _console(quiet), subject)
     task = PredictTask(mode, RefineOptions() if refine else None)
     options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite)
-    _run_jobs(planned, task, segmenter, options, heads, "segmenting", as_json, quiet)
+    on_ray = _on_ray(ray, workers, weights, device, subject)
+    _run_jobs(planned, task, segmenter, options, heads, "segmenting", as_json, quiet, on_ray)
 
 
 @app.command("eval")

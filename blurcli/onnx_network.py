@@ -72,11 +72,18 @@ class OnnxNetwork:
 
 def load_onnx(path: Path, device: str | None = None) -> tuple[OnnxNetwork, NetworkSpec]:
     """A model file (ONNX, or a torch checkpoint exported once) -> its network and spec on `device`."""
+    model, source = onnx_model(path)
+    return onnx_network(model, device, source)
+
+
+def onnx_model(path: Path) -> tuple[bytes, str]:
+    """A model file -> the ONNX model's bytes and the file they were read from: a torch checkpoint
+    is exported once (cached), so the bytes can go to processes that have neither it nor torch."""
     if is_torch_file(path):
         from blurcli.export import cached_export  # needs torch: a clear message when it is absent
 
         path = cached_export(path)
-    return onnx_network(read_bytes(path), device, str(path))
+    return read_bytes(path), str(path)
 
 
 def onnx_network(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,14 +112,18 @@ def _folder_images(folder: Path, recursive: bool, skip: Path | None) -> Iterator
         yield path, folder
 
 
-def why_skip(path: Path) -> str | None:
+def why_skip(path: Path, data: bytes | None = None) -> str | None:
     """Why an input is blurcli's own output (so a rerun or a shell glob does not blur it again),
-    or None for a user's photo: the mark in its metadata, or for formats without one, its name."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(_HEAD_BYTES)
-    except OSError:
-        return None  # reading fails again, and is reported, when the photo is processed
+    or None for a user's photo: the mark in its metadata, or for formats without one, its name.
+    `data`: the file's bytes where they are at hand (read by Ray), else its head is read here."""
+    if data is not None:
+        head = data[:_HEAD_BYTES]
+    else:
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(_HEAD_BYTES)
+        except OSError:
+            return None  # reading fails again, and is reported, when the photo is processed
     kind = output_mark(head)
     if kind is not None:
         return f"blurcli's own output (marked '{kind}' in its metadata)"
@@ -288,11 +292,14 @@ def stdio_job(output: Path | str | None, fmt: str | None) -> Job:
     return Job(None, target, ext or (normalize_extension(target.suffix) if target is not None else None))
 
 
-def skip_outputs(inputs: Sequence[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[Job]]:
-    """Inputs split into photos to process and jobs that skip blurcli's own outputs (`why_skip`)."""
+def skip_outputs(
+    inputs: Sequence[tuple[Path, Path]], data: Mapping[Path, bytes] | None = None
+) -> tuple[list[tuple[Path, Path]], list[Job]]:
+    """Inputs split into photos to process and jobs that skip blurcli's own outputs (`why_skip`;
+    `data`: files' bytes already read, by path)."""
     photos, skipped = [], []
     for path, root in inputs:
-        reason = why_skip(path)
+        reason = why_skip(path, data.get(path) if data else None)
         if reason is None:
             photos.append((path, root))
         else:
@@ -327,7 +334,21 @@ def plan_files(
         raise UsageError(
             f"no images found in {', '.join(items)}" + ("" if recursive else " (try --recursive)")
         )
-    inputs, skipped = skip_outputs(found)
+    return plan_inputs(found, output, naming, fmt, mask, save_mask)
+
+
+def plan_inputs(
+    found: Sequence[tuple[Path, Path]],
+    output: Path | str | None = None,
+    naming: Naming = BLUR_NAMING,
+    fmt: str | None = None,
+    mask: Path | None = None,
+    save_mask: bool = False,
+    data: Mapping[Path, bytes] | None = None,
+) -> list[Job]:
+    """(file, root) pairs (`find_inputs`, or the paths Ray read, with their bytes as `data`) ->
+    jobs, as `plan_files` plans them: blurcli's own outputs skipped, outputs named, masks added."""
+    inputs, skipped = skip_outputs(found, data)
     if not inputs:
         return skipped
     planned = plan_jobs(inputs, output, naming.beside, fmt, naming.in_folder, naming.format)

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -118,6 +119,25 @@ def test_bench_heads_person(person_weights: Path, tiny_ccp: Path, tmp_path: Path
         [row] = table_rows(output, size)
         assert all(re.fullmatch(rf"{NUMBER} / {NUMBER}", cell) for cell in row[2:5])  # IoU / boundary F
         assert all(re.fullmatch(NUMBER, cell) for cell in row[1:2] + row[5:])  # people, ms single / auto
+
+
+def test_bench_ray(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray")
+    # Ray's sockets live under its temp dir, TMPDIR's by default: tmp_path is too deep for a socket name.
+    monkeypatch.setenv("RAY_TMPDIR", tempfile.gettempdir())
+    output = run_script(
+        "bench_ray.py",
+        *("--images", 3, "--width", 96, "--height", 64, "--jobs", 1, "--weights", tiny_weights),
+        tmp_path=tmp_path,
+    )
+    assert "3 JPEGs of 96x64" in output
+    assert re.search(rf"local Ray cluster started in {NUMBER} s", output)
+    cli = rf"^\| CLI engine, 1 process \(\+{NUMBER} s model load\) \| {NUMBER} \| {NUMBER} \| - \| - \|$"
+    assert re.search(cli, output, re.M)
+    for workers in ("1 worker", "2 workers"):
+        [row] = table_rows(output, f"Ray Data, {workers}")
+        assert all(re.fullmatch(NUMBER, cell) for cell in row[1:4])
+        assert row[4] == "yes"  # the same bytes as the CLI's engine
 
 
 def test_bench_refine(tiny_weights: Path, tiny_lfw: Path, tmp_path: Path) -> None:
