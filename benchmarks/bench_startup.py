@@ -17,17 +17,16 @@ install under 400 MB.
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import venv
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
 
-from benchmarks.common import EXAMPLE, ROOT, argument_parser
+from benchmarks.common import EXAMPLE, ROOT, argument_parser, median_ms
 
 MEDIAPIPE_SCRIPT = """
 import sys, cv2, numpy as np, mediapipe as mp
@@ -43,13 +42,9 @@ cv2.imwrite(sys.argv[2], (image * alpha + blurred * (1 - alpha)).astype(np.uint8
 
 def cold_seconds(command: list[str], runs: int) -> float:
     """Median wall time of a fresh process running `command` (one untimed warm-up for the disk cache)."""
-    subprocess.run(command, check=True, capture_output=True)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    run = partial(subprocess.run, command, check=True, capture_output=True)
+    run()
+    return median_ms(run, runs) / 1000
 
 
 def has_module(python: str, module: str) -> bool:

@@ -40,6 +40,13 @@ from blurcli.steady import Steadier
 from blurcli.video import VideoOptions, process_video
 
 
+def portrait_cutout(segmenter: Segmenter) -> np.ndarray:
+    """The example portrait cut out along the model's refined mask: (H, W, 4) float32, RGB in
+    0..255 and the mask in 0..1, the truth every clip is made of."""
+    example = example_rgb()
+    return np.dstack([example.astype(np.float32), segmenter.foreground(example)])
+
+
 def clip(
     kind: str, width: int, height: int, frames: int, cutout: np.ndarray
 ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
@@ -196,10 +203,7 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=VideoOptions.steady, help="steadying to compare")
     args = parser.parse_args()
     segmenter = new_segmenter(args.weights, "cpu")
-    example = example_rgb()
-    alpha = segmenter.foreground(example)
-    cutout = np.dstack([example.astype(np.float32), alpha * 255.0]) / np.array([1, 1, 1, 255], np.float32)
-    cutout[..., :3] = example
+    cutout = portrait_cutout(segmenter)
     width, height = (int(v) for v in args.quality_size.split("x"))
     options = VideoOptions(steady=args.steady)
     print(f"accuracy: {args.frames} frames at {width}x{height}, steady {options.steady}")

@@ -34,7 +34,6 @@ import argparse
 import faulthandler
 import os
 import re
-import resource
 import sys
 import tempfile
 import time
@@ -52,17 +51,21 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from benchmarks.common import argument_parser, table_header, table_row
 from blurcli.errors import BlurcliError
 from blurcli.metadata import image_size
-from blurcli.photo import IMAGE_EXTENSIONS, decode_photo
+from blurcli.photo import decode_photo
 from blurcli.segment import Segmenter, new_segmenter
-from tests.image_mutations import FORMATS, KINDS, Mutant, mutants
+from tests.image_mutations import (
+    FORMATS,
+    KINDS,
+    Mutant,
+    error_problem,
+    files_problem,
+    mutants,
+    peak_rss_mb,
+    photo_problem,
+)
 
 SOURCE = "fuzz"  # the name decode_photo is given: fuzz.jpg, fuzz.png, ...
 OUTCOMES = ("decoded", "failed", "other")
-
-
-def peak_rss_mb() -> float:
-    """The process's peak resident set size so far (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class StderrCatcher:
@@ -105,31 +108,6 @@ def joined_lines(text: str) -> list[str]:
         elif line.strip():
             lines.append(line.strip())
     return lines
-
-
-def check_photo(photo: object, max_pixels: int) -> str | None:
-    """Why a decoded Photo is not sane, or None."""
-    pixels = getattr(photo, "pixels", None)
-    if not isinstance(pixels, np.ndarray):
-        return "no pixel array"
-    if pixels.dtype not in (np.uint8, np.uint16):
-        return f"dtype {pixels.dtype}"
-    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
-        return f"shape {pixels.shape}"
-    if not 0 < pixels.shape[0] * pixels.shape[1] <= max_pixels:
-        return f"{pixels.shape[1]}x{pixels.shape[0]} pixels"
-    if getattr(photo, "format", None) not in (*IMAGE_EXTENSIONS, None):
-        return f"format {photo.format!r}"
-    return None
-
-
-def check_error(message: str, source: str) -> str | None:
-    """Why a BlurcliError's message is not a clean one-line error naming `source`, or None."""
-    if "\n" in message or "\r" in message:
-        return "message spans lines"
-    if not message.startswith(source):
-        return "message does not start with the file's name"
-    return None
 
 
 @dataclass
@@ -187,11 +165,11 @@ class Fuzzer:
             try:
                 photo = decode_photo(data, source, max_pixels=args.max_pixels)
                 outcome = "decoded"
-                problem = check_photo(photo, args.max_pixels)
+                problem = photo_problem(photo, args.max_pixels)
                 detail = f"{photo.pixels.shape} {photo.pixels.dtype}"
             except BlurcliError as error:
                 outcome, detail = "failed", str(error)
-                problem = check_error(detail, source)
+                problem = error_problem(detail, source)
             except Exception as error:  # anything else is a finding
                 outcome, detail = "other", traceback.format_exc()
                 problem = f"raised {type(error).__name__}: {error}".splitlines()[0]
@@ -298,25 +276,6 @@ class Fuzzer:
                     self.finding(f"{name}_files: {problem}", mutant, "", self.catcher.text)
                 if seconds > self.args.slow:
                     self.finding(f"{name}_files took {seconds:.2f} s", mutant, "", self.catcher.text)
-
-
-def files_problem(results: list, source: Path, out: Path, data: bytes) -> str | None:
-    """Why the results of blur_files/predict_files on one input break the contract, or None."""
-    if len(results) != 1:
-        return f"{len(results)} results for one input"
-    result = results[0]
-    left = sorted(p.name for p in out.rglob("*")) if out.exists() else []
-    if source.read_bytes() != data:
-        return "the input file changed"
-    if any(name.endswith(".part") for name in left):
-        return f"temp file left: {left}"
-    if result.status == "done":
-        return None if left and result.output and Path(result.output).is_file() else "done without output"
-    if result.status != "failed":
-        return f"status {result.status!r}"
-    if not result.error or "\n" in result.error or source.name not in result.error:
-        return f"error not one line naming the file: {result.error!r}"
-    return f"failed but left {left}" if left else None
 
 
 def tiny_segmenter(weights: str | None) -> Segmenter:

@@ -322,9 +322,15 @@ def plan_task(
     mask: str | Path | None = None,
 ) -> list[Job]:
     """`plan.plan_files` for a task from Python: its masks saved where a BlurTask asks for them."""
-    save_mask = isinstance(task, BlurTask) and task.save_mask
     target, given = (None if value is None else Path(value) for value in (output, mask))
-    return plan_files([str(item) for item in inputs], target, naming, recursive, fmt, given, save_mask)
+    return plan_files(
+        [str(item) for item in inputs], target, naming, recursive, fmt, given, saves_masks(task)
+    )
+
+
+def saves_masks(task: Task) -> bool:
+    """Whether a task writes the mask it used beside each output (`blur --save-mask`)."""
+    return isinstance(task, BlurTask) and task.save_mask
 
 
 def process_files(

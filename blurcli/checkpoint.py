@@ -206,21 +206,13 @@ def build_model(checkpoint: Checkpoint, source: str = "weights", config: UNetCon
         raise BlurcliError(f"{source}: cannot build the network its config describes ({reason})") from None
     check_fit(blueprint, checkpoint.state_dict, source)
     model = UNet(config)
-    load_weights(model, checkpoint.state_dict, source)
-    return model.eval()
-
-
-def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Copy `state_dict` into `model` (float16 storage becomes float32); every tensor must exist on
-    both sides with the same shape and kind, else a one-line BlurcliError naming the first that
-    does not."""
-    check_fit(model, state_dict, source)
     try:
-        model.load_state_dict(state_dict)
+        model.load_state_dict(checkpoint.state_dict)  # float16 storage becomes float32
     except RuntimeError as error:  # what check_fit does not foresee: torch's lines, the last says what
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = lines[-1] if lines else type(error).__name__
         raise BlurcliError(f"{source}: weights do not fit the model: {detail[:200]}") from None
+    return model.eval()
 
 
 def check_fit(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:

@@ -203,20 +203,22 @@ def capturing() -> Iterator[None]:
                 _Shared.capture = None
 
 
-def watched(call: Callable[[], T]) -> tuple[T, list[str]]:
+def watched(call: Callable[[], T], matters: Callable[[str], bool] = is_damage) -> tuple[T, list[str]]:
     """Run a codec call; return its result and the lines the codecs printed while it ran.
 
-    Outside `capturing()` the call just runs and nothing is seen.
+    A line that `matters` (by default: damage) is sure to be this call's: when one is seen, the
+    call runs again alone. Other lines may be a concurrent call's. Outside `capturing()` the call
+    just runs and nothing is seen.
     """
     capture = _Shared.capture
     if capture is None:
         return call(), []
     with capture.order.shared():
         result, lines = _run(capture, call)
-    if not lines:
-        return result, []
+    if not any(matters(line) for line in lines):
+        return result, lines
     del result  # a decoded photo can be large: not two of them at once
-    with capture.order.exclusive():  # something printed: run again alone to know it was this call
+    with capture.order.exclusive():  # run again alone to know the line was this call's
         return _run(capture, call)
 
 

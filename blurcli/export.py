@@ -47,14 +47,7 @@ def onnx_model(checkpoint: Checkpoint, source: str = "weights") -> tuple[bytes, 
     except ImportError:
         raise BlurcliError(f"{source}: a torch checkpoint; blurcli {_NEEDS_TRAIN}") from None
     model = fuse_batchnorm(build_model(checkpoint, source)).eval()
-    spec = NetworkSpec(
-        input_size=checkpoint.input_size,
-        multiple=checkpoint.config.multiple,
-        mean=tuple(checkpoint.normalization["mean"]),
-        std=tuple(checkpoint.normalization["std"]),
-        classes=tuple(checkpoint.classes),
-        subjects=tuple(checkpoint.subjects),
-    )
+    spec = NetworkSpec.of(checkpoint)
     side = -(-checkpoint.input_size // spec.multiple) * spec.multiple
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

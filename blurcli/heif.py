@@ -12,10 +12,9 @@ import io
 import numpy as np
 
 from blurcli.errors import BlurcliError, first_line
-from blurcli.metadata import heif_format, with_upright_orientation
+from blurcli.metadata import TIFF_MAGIC, heif_format, with_upright_orientation
 from blurcli.photo import Photo, check_size
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 _INSTALL = 'pip install "blurcli[heif]"'
 # What pillow-heif and Pillow raise on bad input (pillow-heif documents the first five).
 _DAMAGE = (ValueError, EOFError, SyntaxError, RuntimeError, OSError, IndexError)
@@ -102,5 +101,5 @@ def _upright_tiff(exif: bytes | None) -> bytes | None:
     OpenCV adds 'Exif\\0\\0' itself when it writes a JPEG, so a prefixed blob would get it twice.
     """
     exif = exif or b""
-    start = next((start for start in (0, 6, 4, 10) if exif[start : start + 4] in _TIFF_MAGIC), None)
+    start = next((start for start in (0, 6, 4, 10) if exif[start : start + 4] in TIFF_MAGIC), None)
     return None if start is None else with_upright_orientation(exif[start:])

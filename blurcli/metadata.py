@@ -10,12 +10,12 @@ import struct
 import zlib
 from collections.abc import Iterator
 
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")  # little- and big-endian TIFF (and EXIF blobs)
 _MAGIC = (
     (b"\xff\xd8\xff", ".jpg"),
     (b"\x89PNG\r\n\x1a\n", ".png"),
     (b"BM", ".bmp"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
+    *((magic, ".tif") for magic in TIFF_MAGIC),
 )
 # JPEG start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -134,7 +134,7 @@ def tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, tuple[int, int]]:
     Returns tag -> (value, byte offset of the value) for SHORT and LONG tags with one value; the
     offset lets a caller patch a value in place. Malformed data yields what could be read.
     """
-    if tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+    if tiff[:4] not in TIFF_MAGIC:
         return {}
     order = "<" if tiff[:2] == b"II" else ">"
     found: dict[int, tuple[int, int]] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError, first_line
 from blurcli.photo import read_bytes
 from blurcli.weights import ONNX_MAGIC, TORCH_MAGIC, foreign_kind
+
+if TYPE_CHECKING:
+    from blurcli.checkpoint import Checkpoint
 
 METADATA_KEY = "blurcli"  # the model's preprocessing, JSON, in the ONNX file's metadata_props
 
@@ -33,6 +36,18 @@ class NetworkSpec:
     std: tuple[float, ...]
     classes: tuple[str, ...]
     subjects: tuple[str, ...]
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint) -> NetworkSpec:
+        """What a torch checkpoint records of its network's input and outputs."""
+        return cls(
+            input_size=checkpoint.input_size,
+            multiple=checkpoint.config.multiple,
+            mean=tuple(checkpoint.normalization["mean"]),
+            std=tuple(checkpoint.normalization["std"]),
+            classes=tuple(checkpoint.classes),
+            subjects=tuple(checkpoint.subjects),
+        )
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "format": 1})

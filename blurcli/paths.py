@@ -60,6 +60,12 @@ def is_dir(path: Path) -> bool:
         return False
 
 
+def temp_path(path: Path) -> Path:
+    """Where `path` is written before its rename: `.<name>.<pid>.<random>.part` beside it, so a
+    later run can tell one left by a killed process (`photo.remove_stale_parts`)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+
+
 def check_writable(targets: Sequence[Path], option: str = "--out") -> None:
     """Fail now, not after hours of work, if any of `targets` (files one run will write, atomically,
     beside each other) cannot be written: a folder that cannot be created, a file in the way, no
@@ -73,7 +79,7 @@ def check_writable(targets: Sequence[Path], option: str = "--out") -> None:
                 raise UsageError(f"{option} {target} is a folder; give a file name inside it")
             if not created and not is_dir(target.parent):
                 created = _make_folders(target)
-            probe = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+            probe = temp_path(target)
             try:
                 os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 os.unlink(probe)

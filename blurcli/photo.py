@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Iterable
@@ -29,7 +28,7 @@ from blurcli.metadata import (
     webp_lossless,
     with_upright_orientation,
 )
-from blurcli.paths import os_reason
+from blurcli.paths import os_reason, temp_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # read and written
 READ_ONLY_EXTENSIONS = (".heic", ".heif", ".avif")  # phone formats: read, written as JPEG
@@ -295,15 +294,23 @@ def encode_image(
     metadata = {
         kind: blob for kind, blob in ((_EXIF, exif), (_ICC, icc)) if blob and ext in _METADATA_FORMATS
     }
-    with capturing():  # libpng's complaints about a profile are answered by leaving it out
-        for kept in (metadata, {k: v for k, v in metadata.items() if k != _ICC}, {}):
-            (buffer, failure), _lines = watched(lambda kept=kept: _imencode(ext, pixels, kept, params))
+    # An encoder that refuses the metadata (libpng a bad profile) gets less: no ICC, then nothing.
+    tries = [metadata] + ([{k: v for k, v in metadata.items() if k != _ICC}] if _ICC in metadata else [])
+    tries += [{}] if tries[-1] else []
+    with capturing():  # what the encoder prints is kept off the terminal; no line fails an encode
+        for kept in tries:
+            (buffer, failure), _ = watched(lambda kept=kept: _imencode(ext, pixels, kept, params), _never)
             if buffer is not None:
                 return buffer
     raise BlurcliError(f"could not encode the image as {ext}" + (f" ({failure})" if failure else ""))
 
 
 _EXIF, _ICC = cv2.IMAGE_METADATA_EXIF, cv2.IMAGE_METADATA_ICCP
+
+
+def _never(line: str) -> bool:
+    """No encoder line decides anything (a failed encode returns no buffer)."""
+    return False
 
 
 def _imencode(
@@ -358,13 +365,10 @@ def same_format(first: str | None, second: str | None) -> bool:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, then rename: readers never see a half-written file.
-
-    The temp file is `.<name>.<pid>.<random>.part`, so a later run can tell one left by a killed
-    process (`remove_stale_parts`). The file gets the usual permissions (0666 minus the umask).
-    """
+    """Write to a temp file beside `path` (`temp_path`), then rename: readers never see a
+    half-written file. The file gets the usual permissions (0666 minus the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    tmp = temp_path(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as handle:

@@ -194,8 +194,8 @@ def _output_file(output: Path | str | None, count: int, ext: str | None) -> Path
     """The file `-o` names, or None when it names a folder (see plan_jobs)."""
     if output is None:
         return None
-    text, path = str(output), Path(output)
-    if text.endswith(("/", os.sep)) or path.is_dir():
+    path = Path(output)
+    if _names_folder(output):
         return None
     if path.exists() and count > 1:
         raise UsageError(f"-o {output} is an existing file, but there are {count} inputs; give a folder")
@@ -206,6 +206,11 @@ def _output_file(output: Path | str | None, count: int, ext: str | None) -> Path
     if ext is not None and not is_video(path) and normalize_extension(path.suffix) != ext:
         raise UsageError(f"-o {output} is a {path.suffix} file, but --format asks for {ext}; drop one")
     return path
+
+
+def _names_folder(output: Path | str) -> bool:
+    """Whether `-o` names a folder whatever its name: it ends in a slash, or is one already."""
+    return str(output).endswith(("/", os.sep)) or Path(output).is_dir()
 
 
 def _relative_folder(path: Path, root: Path) -> Path:
@@ -282,7 +287,7 @@ def _mask_in(folder: Path, source: Path | None, root: Path | None) -> Path:
 def stdio_job(output: Path | str | None, fmt: str | None) -> Job:
     """The job for '-': stdin to stdout, or to `output`; format from `fmt`, the output's or the input's."""
     target = None if output is None or str(output) == "-" else Path(output)
-    if target is not None and (str(output).endswith(("/", os.sep)) or target.is_dir()):
+    if output is not None and target is not None and _names_folder(output):
         raise UsageError(f"-o {output} is a folder; a photo from stdin needs a file name (or -o -)")
     if target is not None and target.suffix.lower() not in IMAGE_EXTENSIONS:
         raise UsageError(f"-o {output}: not an image name (use one of {', '.join(IMAGE_EXTENSIONS)})")

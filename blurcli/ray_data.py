@@ -19,7 +19,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from blurcli.batch import FileResult, Runner, RunOptions, failed_result, plan_task, remove_parts_of
+from blurcli.batch import (
+    FileResult,
+    Runner,
+    RunOptions,
+    failed_result,
+    plan_task,
+    remove_parts_of,
+    saves_masks,
+)
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.onnx_network import onnx_model
@@ -128,9 +136,8 @@ class ProcessPhotos:
     def _plan(self, path: Path, data: Mapping[Path, bytes]) -> list[Job]:
         """One row's job, as `plan.plan_files` plans a file found in a folder."""
         root = self.root if self.root is not None else path.parent
-        save_mask = isinstance(self.task, BlurTask) and self.task.save_mask
         naming = naming_for(self.task)
-        return plan_inputs([(path, root)], self.output, naming, self.fmt, None, save_mask, data)
+        return plan_inputs([(path, root)], self.output, naming, self.fmt, None, saves_masks(self.task), data)
 
 
 def naming_for(task: Task) -> Naming:

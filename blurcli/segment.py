@@ -74,19 +74,11 @@ class Segmenter:
     ) -> Segmenter:
         """A torch checkpoint run by torch on `device` (BatchNorm folded, NHWC): for training,
         soups and benchmarks; `blur` runs the same weights exported to ONNX (`load`)."""
+        from blurcli.onnx_network import NetworkSpec
         from blurcli.torch_network import TorchNetwork  # torch: only where training is installed
 
         network = TorchNetwork.from_checkpoint(checkpoint, device, source, fuse, channels_last)
-        return cls(
-            network=network,
-            input_size=checkpoint.input_size,
-            multiple=checkpoint.config.multiple,
-            mean=tuple(checkpoint.normalization["mean"]),
-            std=tuple(checkpoint.normalization["std"]),
-            classes=tuple(checkpoint.classes),
-            subject=choose_subject(checkpoint.subjects, subject, source),
-            subjects=tuple(checkpoint.subjects),
-        )
+        return cls._from_network(network, NetworkSpec.of(checkpoint), source, subject)
 
     @classmethod
     def load(
@@ -239,12 +231,17 @@ def new_segmenter(
     return Segmenter.load(weights, device, on_progress, subject)
 
 
+def check_subject(wanted: str) -> None:
+    """--subject's value must be a subject blurcli knows; else a usage error."""
+    if wanted not in SUBJECTS:
+        raise UsageError(f"--subject {wanted}: unknown subject (use {' or '.join(SUBJECTS)})")
+
+
 def choose_subject(available: Sequence[str], wanted: str | None, source: str) -> str:
     """The subject to segment: `wanted`, which the model must have, else person when it has it."""
     if wanted is None:
         return "person" if "person" in available else "head"
-    if wanted not in SUBJECTS:
-        raise UsageError(f"--subject {wanted}: unknown subject (use {' or '.join(SUBJECTS)})")
+    check_subject(wanted)
     if wanted not in available:
         raise BlurcliError(
             f"{source}: this model has no {wanted} output (it segments: {', '.join(available)}); "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import queue
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 
 from blurcli.errors import BlurcliError, UsageError, first_line
 from blurcli.follow import Follower
+from blurcli.paths import temp_path
 from blurcli.photo import Photo
 from blurcli.render import Mask, Rendered
 from blurcli.second_look import HeadOptions
@@ -89,7 +89,7 @@ def process_video(
     like a portrait, its wide look on cuts and every few frames (`follow`). Errors are one line
     naming `source`."""
     av = _import_av(source)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    tmp = temp_path(target)
     try:
         container = av.open(str(source))
     except (av.FFmpegError, OSError, ValueError) as error:

@@ -27,16 +27,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import resource
 import struct
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from hypothesis import strategies as st
 
+from blurcli.photo import IMAGE_EXTENSIONS
 from tests.test_io import exif_with_orientation, icc_profile
 
 Step = tuple[Any, ...]
@@ -683,3 +686,61 @@ def mutants(draw: Draw, formats: Sequence[str] = FORMATS, kinds: Sequence[str] =
     kind = draw(st.sampled_from(list(kinds)))
     steps, labels = _MUTATORS[kind](draw, fmt, base_image(fmt, width, height, seed))
     return Mutant(fmt, width, height, seed, kind, tuple(steps), tuple(labels))
+
+
+# The contract every damaged input must keep, as reasons (None: kept), for tests/test_fuzz.py to
+# assert and benchmarks/fuzz_images.py to count.
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size so far (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def photo_problem(photo: object, max_pixels: int) -> str | None:
+    """Why a decoded Photo is not sane (pixels, size, format, metadata types), or None."""
+    pixels = getattr(photo, "pixels", None)
+    if not isinstance(pixels, np.ndarray):
+        return "no pixel array"
+    if pixels.dtype not in (np.uint8, np.uint16):
+        return f"dtype {pixels.dtype}"
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
+        return f"shape {pixels.shape}"
+    if not 0 < pixels.shape[0] * pixels.shape[1] <= max_pixels:
+        return f"{pixels.shape[1]}x{pixels.shape[0]} pixels"
+    if getattr(photo, "format", None) not in (*IMAGE_EXTENSIONS, None):
+        return f"format {getattr(photo, 'format', None)!r}"
+    for name in ("exif", "icc"):
+        if not isinstance(getattr(photo, name, None), (bytes, type(None))):
+            return f"{name} is not bytes"
+    return None
+
+
+def error_problem(message: str, source: str) -> str | None:
+    """Why a BlurcliError's message is not a clean one-line error naming `source`, or None."""
+    if "\n" in message or "\r" in message:
+        return f"message spans lines: {message!r}"
+    if not message.startswith(source):
+        return f"message does not start with the file's name: {message!r}"
+    return None
+
+
+def files_problem(results: Sequence[Any], source: Path, out: Path, data: bytes) -> str | None:
+    """Why the results of blur_files/predict_files on one input `source` (written from `data`, its
+    outputs under `out`) break the contract, or None: one result, 'done' with its output, or
+    'failed' in one line naming the file with nothing left; the input untouched, no temp file."""
+    left = sorted(p.name for p in out.rglob("*")) if out.exists() else []
+    if source.read_bytes() != data:
+        return "the input file changed"
+    if any(name.endswith(".part") for name in left):
+        return f"temp file left: {left}"
+    if len(results) != 1:
+        return f"{len(results)} results for one input"
+    result = results[0]
+    if result.status == "done":
+        return None if result.output and Path(result.output).is_file() else f"done without output: {result}"
+    if result.status != "failed":
+        return f"status {result.status!r}"
+    if not result.error or "\n" in result.error or str(source) not in result.error:
+        return f"error not one line naming the file: {result.error!r}"
+    return f"failed but left {left}" if left else None

@@ -13,21 +13,31 @@ thousands of inputs and counts what the codecs print on stderr.
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from blurcli import RunOptions, blur_files, new_segmenter, predict_files
 from blurcli.errors import BlurcliError
-from blurcli.photo import IMAGE_EXTENSIONS, Photo, decode_photo
+from blurcli.photo import Photo, decode_photo
 from blurcli.segment import Segmenter
-from tests.image_mutations import FORMATS, Mutant, apply, base_image, extension, jpeg_scan_ranges, mutants
+from tests.image_mutations import (
+    FORMATS,
+    Mutant,
+    apply,
+    base_image,
+    error_problem,
+    extension,
+    files_problem,
+    jpeg_scan_ranges,
+    mutants,
+    peak_rss_mb,
+    photo_problem,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "fuzz.jpg"  # the name decode_photo is given, whatever the format
@@ -55,24 +65,12 @@ FUZZ = settings(
 )
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kB
-
-
 def assert_sane_photo(photo: Photo) -> None:
-    pixels = photo.pixels
-    assert isinstance(pixels, np.ndarray)
-    assert pixels.dtype in (np.uint8, np.uint16), pixels.dtype
-    assert pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4)), pixels.shape
-    assert 0 < pixels.shape[0] * pixels.shape[1] <= MAX_PIXELS, pixels.shape
-    assert photo.format in (*IMAGE_EXTENSIONS, None), photo.format
-    assert photo.exif is None or isinstance(photo.exif, bytes)
-    assert photo.icc is None or isinstance(photo.icc, bytes)
+    assert (problem := photo_problem(photo, MAX_PIXELS)) is None, problem
 
 
 def assert_one_line_error(message: str, source: str) -> None:
-    assert "\n" not in message and "\r" not in message, message
-    assert message.startswith(source), message
+    assert (problem := error_problem(message, source)) is None, problem
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -119,18 +117,7 @@ def check_files(mutant: Mutant, segmenter: Segmenter, folder: Path) -> None:
     for name, run in (("blur", blur_files), ("predict", predict_files)):
         out = folder / f"out-{name}"
         results = run([source], out, segmenter=segmenter, options=options)
-        left = sorted(p.name for p in out.rglob("*")) if out.exists() else []
-        assert source.read_bytes() == data, f"{name} changed its input"
-        assert not [n for n in left if n.endswith(".part")], f"{name} left a temp file: {left}"
-        assert len(results) == 1, results
-        result = results[0]
-        assert result.status in ("done", "failed"), result
-        if result.status == "done":
-            assert result.output is not None and Path(result.output).is_file(), result
-        else:
-            assert result.error is not None and "\n" not in result.error, result
-            assert str(source) in result.error, result
-            assert left == [], f"{name} failed but left {left}"
+        assert (problem := files_problem(results, source, out, data)) is None, f"{name}: {problem}"
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for benchmarks.common
 
-from benchmarks.bench_video import clip, write_clip
-from benchmarks.common import DOCS, add_weights, argument_parser, caption, example_rgb
+from benchmarks.bench_video import clip, portrait_cutout, write_clip
+from benchmarks.common import DOCS, add_weights, argument_parser, caption
 from blurcli.render import BlurTask
 from blurcli.segment import new_segmenter
 from blurcli.video import VideoOptions, process_video
@@ -41,8 +41,7 @@ def main() -> None:
     add_weights(parser)
     args = parser.parse_args()
     segmenter = new_segmenter(args.weights, "cpu")
-    example = example_rgb()
-    cutout = np.dstack([example.astype(np.float32), segmenter.foreground(example)])
+    cutout = portrait_cutout(segmenter)
     options = VideoOptions()
     with tempfile.TemporaryDirectory() as scratch:
         source, blurred = Path(scratch) / "walk.mp4", Path(scratch) / "walk_blurred.mp4"

@@ -89,9 +89,14 @@ def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
         dist.destroy_process_group()
 
 
+def _several_ranks() -> bool:
+    """Whether this process is one of several in a joined process group."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def sum_across(values: np.ndarray) -> np.ndarray:
     """Element-wise sum of an array over every rank, as float64 (itself when training alone)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not _several_ranks():
         return values
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
     tensor = torch.from_numpy(np.asarray(values, np.float64).copy()).to(device or "cpu")
@@ -101,7 +106,7 @@ def sum_across(values: np.ndarray) -> np.ndarray:
 
 def barrier() -> None:
     """Wait for every rank (no-op alone): e.g. before reading a file rank 0 has just written."""
-    if dist.is_available() and dist.is_initialized():
+    if _several_ranks():
         dist.barrier()
 
 
@@ -128,10 +133,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
     sums go through a differentiable all-reduce, so gradients flow to every rank's inputs."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            not (self.training and dist.is_available() and dist.is_initialized())
-            or dist.get_world_size() == 1
-        ):
+        if not (self.training and _several_ranks()):
             return super().forward(x)
         local = torch.stack([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))])
         count = torch.tensor([x.numel() // x.shape[1]], dtype=x.dtype, device=x.device)

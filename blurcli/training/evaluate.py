@@ -9,10 +9,9 @@ import cv2
 import numpy as np
 
 from blurcli.errors import UsageError
-from blurcli.preprocess import SUBJECTS
 from blurcli.refine import RefineOptions, grey_guide, refine_classes
 from blurcli.resample import upsample
-from blurcli.segment import Segmenter
+from blurcli.segment import Segmenter, check_subject
 from blurcli.training.ccp import PersonSplit, is_ccp, load_person_split
 from blurcli.training.distributed import Ranks, sum_across
 from blurcli.training.lfw import SplitData, check_folder, load_split
@@ -71,8 +70,8 @@ def load_labelled(
 ) -> tuple[SplitData | PersonSplit, str]:
     """A labelled split and the subject it scores: Clothing Co-Parsing scores the person, LFW Part
     Labels the head; asking a dataset for the other subject is a usage error."""
-    if subject is not None and subject not in SUBJECTS:
-        raise UsageError(f"--subject {subject}: unknown subject (use {' or '.join(SUBJECTS)})")
+    if subject is not None:
+        check_subject(subject)
     check_folder(Path(root))
     person = is_ccp(Path(root))
     scored = "person" if person else "head"

@@ -317,10 +317,9 @@ class SegmentationMetrics:
         values = np.rint(counts).astype(np.int64)
         size = self.num_classes**2
         self.cm = values[:size].reshape(self.cm.shape)
-        columns = len(self.boundary.pred_total)
-        boundary = values[size : size + 4 * columns].reshape(4, columns)
+        boundary = values[size : size + 4 * self.num_classes].reshape(4, self.num_classes)
         self.boundary = BoundaryCounts(*boundary)
-        self.subject_boundary = BoundaryCounts(*values[size + 4 * columns :].reshape(4, 1))
+        self.subject_boundary = BoundaryCounts(*values[size + 4 * self.num_classes :].reshape(4, 1))
 
     def compute(self) -> dict[str, Any]:
         """Scores of everything seen so far as a JSON-ready dict; undefined scores are None."""
