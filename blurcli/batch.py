@@ -129,7 +129,7 @@ class Runner:
             else:
                 (videos if job.source is not None and is_video(job.source) else todo).append(job)
         if self.clean_parts:
-            remove_parts_of(todo)
+            remove_parts_of(todo + videos)
         pool = ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="blurcli")
         # The workers keep the other cores busy; a multi-threaded forward pass would wait on them
         # at every layer (10x slower on two cores), a single-threaded one does not.

@@ -4,6 +4,8 @@ over time, bad files one line, interruption leaves nothing behind. Clips are mad
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -138,6 +140,16 @@ def test_an_interrupted_video_leaves_nothing(tmp_path: Path, tiny_weights: Path)
     with pytest.raises(KeyboardInterrupt):
         process_video(clip, tmp_path / "out" / "a_blurred.mp4", segmenter, render)  # type: ignore[arg-type]
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_killed_runs_temp_video_is_removed_by_the_next_run(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = make_clip(tmp_path / "talk.mp4")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    stale = tmp_path / f".talk_blurred.mp4.{int(dead.stdout)}.0123abcd.part"
+    stale.write_bytes(b"half a video")
+    result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights), "-q"])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and (tmp_path / "talk_blurred.mp4").is_file()
 
 
 def test_predict_writes_a_mask_video(tmp_path: Path, tiny_weights: Path) -> None:
