@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ EXAMPLE = ROOT / "examples" / "astronaut.jpg"
 DOCS = ROOT / "docs"
 LFW_DATA = ROOT.parent / "shared" / "data" / "lfw-parts"  # LFW Part Labels, as the README gets it
 CCP_DATA = ROOT.parent / "shared" / "data" / "ccp"  # Clothing Co-Parsing, as the README gets it
+PEOPLE_DEV = ROOT.parent / "shared" / "data" / "people-dev"  # everyday photos: validation only
 QUALITY = 95  # JPEG quality of the generated photos and of `blurcli blur`'s output
 
 
@@ -44,12 +46,12 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 
 
 def use_threads(count: int | None) -> None:
-    """Limit torch and OpenCV to `count` threads (None or 0: leave them at all cores)."""
+    """Limit OpenCV and, where it is loaded, torch to `count` threads (None or 0: leave them at all
+    cores); ONNX Runtime's threads are the Segmenter's (`segmenter.threads(count)`)."""
     if count:
-        import torch
-
-        torch.set_num_threads(count)
         cv2.setNumThreads(count)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(count)
 
 
 def add_weights(parser: argparse.ArgumentParser, many: bool = False) -> None:

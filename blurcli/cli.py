@@ -596,6 +596,16 @@ def train(
     person_weight: Annotated[
         float, typer.Option("--person-weight", min=0.0, help="Weight of the person output's loss.")
     ] = 1.0,
+    person_repeat: Annotated[
+        int, typer.Option("--person-repeat", min=1, help="Views of each person photo per epoch.")
+    ] = 1,
+    person_labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--person-labels",
+            help="Teacher labels from `blurcli label`: the person where LFW's and CCP's labels say nothing.",
+        ),
+    ] = None,
     soup: Annotated[
         list[Path] | None,
         typer.Option(
@@ -650,6 +660,8 @@ def train(
         plateau_patience=patience,
         person_data=person_data,
         person_weight=person_weight,
+        person_repeat=person_repeat,
+        person_labels=person_labels,
     )
     with _progress(
         console,
@@ -681,6 +693,32 @@ def train(
         soft_wrap=True,
         highlight=False,
     )
+
+
+@app.command()
+def label(
+    data: Annotated[Path, typer.Option("--data", help="LFW Part Labels folder (archives or unpacked).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the teacher's labels.")],
+    person_data: Annotated[
+        Path | None,
+        typer.Option("--person-data", help="Clothing Co-Parsing folder: label its bystanders too."),
+    ] = None,
+    unlabelled: Annotated[
+        int | None, typer.Option(min=0, help="How many unlabelled LFW photos to label (default all; 0 none).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N photos of each set.")] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Write MediaPipe's person labels for training's photos (`train --person-labels`): LFW bodies,
+    unlabelled LFW close-ups and CCP bystanders. Needs the teacher extra; training photos only."""
+    teacher = _training("label").teacher
+    console = _console(quiet)
+
+    def on_folder(key: str, count: int) -> None:
+        console.print(f"{key}: {count} photos labelled", highlight=False)
+
+    record = teacher.write_teacher_labels(data, person_data, out, unlabelled, limit, on_folder=on_folder)
+    console.print(f"{record['teacher']} -> {out}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -103,4 +103,4 @@ class Follower:
         if self.tracks and len(heads) < len(crops):
             self.age = self.every  # a followed subject was lost: the next frame looks wide again
         self.tracks = follow(self.tracks, heads, self.person)
-        return combine(first, self.wide, heads, image.shape[:2], self.subject_only, self.options)
+        return combine(first, self.wide, heads, image.shape[:2], self.subject_only, self.options, self.person)

@@ -269,6 +269,23 @@ def look_closer(
     ]
 
 
+def large_subjects(subject: np.ndarray, options: HeadOptions = HeadOptions()) -> np.ndarray:
+    """(h, w) bool: the pixels of a single pass's subject blobs that are large (as wide as a portrait's
+    subject, or half the frame tall) and fairly sure (mean over `blob_confidence`). The wide look
+    sees such a person far larger than any it learnt, so it cannot veto them."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (subject > options.threshold).astype(np.uint8), connectivity=8
+    )
+    sums = np.bincount(labels.ravel(), weights=subject.ravel(), minlength=len(stats))
+    means = sums / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+    large = (stats[:, cv2.CC_STAT_WIDTH] >= options.portrait_width * min(subject.shape)) | (
+        stats[:, cv2.CC_STAT_HEIGHT] >= 0.5 * subject.shape[0]
+    )
+    keep = large & (means >= options.blob_confidence)
+    keep[0] = False  # the background
+    return keep[labels]
+
+
 def combine(
     first: np.ndarray,
     wide: np.ndarray,
@@ -276,12 +293,16 @@ def combine(
     photo_shape: tuple[int, int],
     subject_only: bool,
     options: HeadOptions = HeadOptions(),
+    person: bool = False,
 ) -> np.ndarray:
     """The single pass, the wide look and the close-ups as one map of the photo: inside the
     close-ups they decide; outside, a subject must be seen by both looks (single-pass false
     positives on backdrops such as skin-coloured walls go, and so do blobs whose close-up showed
-    no head)."""
+    no head), except, for the person, a large person the single pass is fairly sure of."""
     agreed = agree(first, upsample(wide, first.shape[:2]))
+    if person:
+        kept = large_subjects(first if subject_only else 1.0 - first[..., 0], options)
+        agreed[kept] = first[kept]
     maps = [1.0 - close_up[..., 0] if subject_only else close_up for _, close_up in heads]
     return merge(agreed, [crop for crop, _ in heads], maps, photo_shape, options)
 
@@ -313,4 +334,5 @@ def second_look(
     if not crops:
         return first
     heads = look_closer(segmenter, image, crops, options)
-    return combine(first, wide, heads, image.shape[:2], subject_only, options)
+    person = segmenter.subject == "person"
+    return combine(first, wide, heads, image.shape[:2], subject_only, options, person)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -221,16 +222,30 @@ def person_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_bench_person(person_weights: Path, tiny_ccp: Path, tmp_path: Path) -> None:
+    people = tmp_path / "people"
+    for folder in ("images", "masks"):
+        (people / folder).mkdir(parents=True)
+    for index in range(2):
+        cv2.imwrite(str(people / "images" / f"web_{index}.jpg"), np.full((40, 30, 3), 90 + index, np.uint8))
+        mask = np.zeros((40, 30), np.uint8)
+        mask[5:35, 5 : 20 + index] = 255  # a close-up: over 30 % of the frame
+        cv2.imwrite(str(people / "masks" / f"web_{index}.png"), mask)
     output = run_script(
         "bench_person.py",
-        *("--limit", 2, "--weights", person_weights, "--data", tiny_ccp, "--threads", 1),
+        *("--limit", 2, "--weights", person_weights, "--ccp", tiny_ccp, "--people", people, "--threads", 1),
         tmp_path=tmp_path,
     )
-    assert "CCP test: 2 photos" in output
-    assert "| method | person IoU | boundary F (3 px) | pixel accuracy | ms per photo |" in output
-    [row] = table_rows(output, "blurcli")
-    assert all(re.fullmatch(NUMBER, cell.removesuffix(" %")) for cell in row[1:])
-    assert re.search(r"target person IoU >= 0.94: (not )?met", output)
+    assert "people-dev: 2 photos (2 close-ups)" in output
+    assert "CCP test: 2 photos (0 close-ups)" in output
+    header = "| method | person IoU | boundary F (3 px) | pixel accuracy | close-ups: IoU | ms per photo |"
+    assert output.count(header) == 2
+    assert "in ONNX Runtime" in output and "1 threads (ONNX Runtime, OpenCV)" in output
+    people_row, ccp_row = table_rows(output, "blurcli")
+    assert all(re.fullmatch(NUMBER, cell.removesuffix(" %")) for cell in people_row[1:])
+    assert all(re.fullmatch(NUMBER, cell.removesuffix(" %")) for cell in ccp_row[1:4] + ccp_row[5:])
+    assert ccp_row[4] == "nan"  # no close-up among CCP's photos
+    assert re.search(r"target person IoU >= 0.9: (not )?met", output)
+    assert re.search(r"target person IoU >= 0.92: (not )?met", output)
     if importlib.util.find_spec("mediapipe") is None:
         assert "mediapipe not installed: no comparison" in output
 

@@ -430,3 +430,16 @@ def test_real_ccp_photo_0536_is_labelled_all_null() -> None:
     path = REAL_CCP / LABELS / "0536.mat"
     mask = decode_groundtruth(path.read_bytes(), str(path))
     assert mask.ndim == 2 and mask.size and not mask.any()
+
+
+def test_person_repeat_gives_each_person_photo_several_different_views_per_epoch(lfw_dir: Path) -> None:
+    from blurcli.training.dataset import SegmentationDataset
+    from blurcli.training.lfw import load_split
+
+    faces = load_split(lfw_dir, "train", limit=2)
+    photo = np.full((60, 40, 3), 120, np.uint8)
+    codes = ccp_codes(np.pad(np.ones((40, 20), np.uint8), ((10, 10), (10, 10))))
+    dataset = SegmentationDataset(faces, 32, 4, people=((photo,), (codes,)), person_repeat=3, label_size=32)
+    assert len(dataset) == 2 + 3
+    views = [dataset[index][1] for index in (2, 3, 4)]
+    assert not torch.equal(views[0], views[1]) or not torch.equal(views[1], views[2])

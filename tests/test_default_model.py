@@ -14,13 +14,18 @@ from blurcli.checkpoint import load_checkpoint
 from blurcli.photo import read_image, read_photo
 from blurcli.refine import RefineOptions
 from blurcli.render import predict
+from blurcli.second_look import HeadOptions
 from blurcli.segment import Segmenter, new_segmenter
+from blurcli.training.ccp import load_person_split
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import SplitData, load_split
+from blurcli.training.people import load_people
+from blurcli.training.person_scores import predicted_person, score_person
 from blurcli.weights import default_weights, resolve_checkpoint
 from tests.conftest import REAL_LFW
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Boxes (top, bottom, left, right) in the 512x512 example: her face, and the flag in the top-left corner.
 FACE = (95, 170, 190, 260)
 CORNER = (0, 90, 0, 90)
@@ -94,3 +99,29 @@ def test_default_model_reaches_the_required_figures_on_100_test_images() -> None
     assert figures["pixel_accuracy"] >= 0.960
     assert figures["mean_iou"] >= 0.88
     assert figures["subject_iou"] >= 0.93
+
+
+# The shipped person model on real photos, scored as `predict` makes its masks (second look, full
+# resolution, decided at 0.5): floors a little under what weights/README.md reports, so a regression
+# fails. people-dev is validation only: scored here, never trained on.
+PERSON_FLOORS = {"people-dev": (0.68, 0.71), "CCP test": (0.83, 0.0)}  # (person IoU, close-up IoU)
+
+
+@pytest.mark.skipif(
+    not (REAL_DATA / "people-dev").is_dir(), reason="people-dev not present in ../shared/data"
+)
+def test_the_shipped_person_model_keeps_whole_people_on_everyday_photos() -> None:
+    scores = score_person(
+        predicted_person(new_segmenter(device="cpu"), HeadOptions()), load_people(REAL_DATA / "people-dev")
+    )
+    iou, close_ups = PERSON_FLOORS["people-dev"]
+    assert scores.iou >= iou and scores.close_up_iou >= close_ups
+
+
+@pytest.mark.skipif(
+    not (REAL_DATA / "ccp").is_dir(), reason="Clothing Co-Parsing not present in ../shared/data"
+)
+def test_the_shipped_person_model_keeps_its_figure_on_ccp_test() -> None:
+    split = load_person_split(REAL_DATA / "ccp", "test")
+    scores = score_person(predicted_person(new_segmenter(device="cpu"), HeadOptions()), split)
+    assert scores.iou >= PERSON_FLOORS["CCP test"][0]

@@ -15,8 +15,10 @@ from blurcli.second_look import (
     Crop,
     HeadOptions,
     agree,
+    combine,
     cut,
     is_portrait,
+    large_subjects,
     lfw_crop,
     looks_like_a_head,
     merge,
@@ -174,3 +176,24 @@ def test_no_heads_blur_all_over_or_keep_empty(segmenter: Segmenter, tmp_path: Pa
     np.testing.assert_array_equal(read_photo(tmp_path / "k.png").pixels, frame)
     saved = read_photo(tmp_path / "empty_mask.png").pixels  # the mask used, at the photo's size
     assert saved.shape == frame.shape[:2] and saved.max() == 0
+
+
+def test_large_subjects_are_tall_or_wide_sure_blobs_only() -> None:
+    subject = np.zeros((100, 100), np.float32)
+    subject[10:70, 40:50] = 0.95  # a standing person: over half the frame tall, narrow
+    subject[80:90, 80:90] = 0.95  # a small person
+    subject[5:15, 0:35] = 0.55  # wide but unsure (a wall the model half-believes)
+    large = large_subjects(subject)
+    assert large[10:70, 40:50].all()
+    assert not large[80:90, 80:90].any() and not large[5:15, 0:35].any()
+
+
+@pytest.mark.parametrize("person", [True, False])
+def test_the_wide_look_cannot_cut_a_large_person_the_single_pass_is_sure_of(person: bool) -> None:
+    first = np.zeros((64, 64), np.float32)
+    first[8:60, 20:44] = 0.9  # a big person in the single pass
+    wide = np.zeros((128, 128), np.float32)  # the wide look, at twice the size, sees nobody
+    merged = combine(first, wide, [], (64, 64), subject_only=True, person=person)
+    side = merged.shape[0]  # the merge's canvas: half the photo's resolution
+    kept = merged[side * 20 // 64 : side * 50 // 64, side * 26 // 64 : side * 38 // 64].mean()
+    assert kept > 0.85 if person else kept < 0.05  # heads: LFW faces are never that large

@@ -231,6 +231,7 @@ TRAIN = {
     "person-data-missing": (lambda p: ["--person-data", p.out / "nowhere"], 2, "folder does not exist"),
     "person-data-a-file": (lambda p: ["--person-data", p.file], 2, "not a file"),
     "person-data-not-ccp": (lambda p: ["--person-data", p.lfw], 1, "not Clothing Co-Parsing"),
+    "person-labels-alone": (lambda p: ["--person-labels", p.empty_dir], 2, "give --person-data too"),
     "data-missing": (lambda p: ["--data", p.out / "nowhere"], 2, "dataset folder does not exist"),
     "data-a-file": (lambda p: ["--data", p.file], 2, "plain.txt: a file"),
     "data-empty-folder": (lambda p: ["--data", p.empty_dir], 1, "split file missing"),
@@ -241,6 +242,17 @@ TRAIN = {
     "out-long-name": (lambda p: ["--out", p.out / "run" / f"{LONG}.pt"], 1, f"{LONG}.pt: cannot write"),
     "out-long-folder": (lambda p: ["--out", p.out / LONG / "m.pt"], 1, "m.pt: cannot write"),
     "snapshots-long-name": (lambda p: ["--out", p.out / f"{'x' * 240}.pt", "--snapshots"], 1, "cannot write"),
+}
+
+LABEL = {
+    "data-missing": (lambda p: ["label", "--data", p.out / "nowhere", "--out", p.out / "l"], 2, "not exist"),
+    "person-data-a-file": (
+        lambda p: ["label", "--data", p.lfw, "--person-data", p.file, "--out", p.out / "l"], 2, "a file"
+    ),
+    "out-under-a-file": (lambda p: ["label", "--data", p.lfw, "--out", p.file / "l"], 1, "is a file, not"),
+    "unlabelled-negative": (lambda p: ["label", "--data", p.lfw, "--out", "l", "--unlabelled", "-1"], 2,
+                            CLICK),
+    "limit-zero": (lambda p: ["label", "--data", p.lfw, "--out", p.out / "l", "--limit", "0"], 2, CLICK),
 }
 
 SOUP = {
@@ -282,7 +294,9 @@ def _files(*folders: Path) -> list[Path]:
     return sorted(path for folder in folders for path in folder.rglob("*"))
 
 
-@pytest.mark.parametrize("case", _cases("blur", BLUR) + _cases("predict", PREDICT) + _cases("eval", EVAL))
+@pytest.mark.parametrize(
+    "case", _cases("blur", BLUR) + _cases("predict", PREDICT) + _cases("eval", EVAL) + _cases("label", LABEL)
+)
 def test_a_bad_value_or_place_is_one_line_with_its_exit_code(places: Places, case: Case) -> None:
     _check(_invoke(case.args(places)), case.code, case.says)
 
@@ -429,7 +443,7 @@ def test_a_real_process_prints_no_traceback(processes: dict, name: str) -> None:
 
 
 def test_help_of_every_command_works(places: Places) -> None:
-    for command in ([], ["blur"], ["predict"], ["eval"], ["train"]):
+    for command in ([], ["blur"], ["predict"], ["eval"], ["train"], ["label"], ["export"]):
         result = _invoke([*command, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, result.output  # type: ignore[attr-defined]
 

@@ -4,6 +4,7 @@ Nothing in the inference core (`blurcli.segment`, `blurcli.render`, `blurcli.bat
 this package, so `blur` and `predict` never load it.
 """
 
+from blurcli.training import teacher
 from blurcli.training.augment import Augmentation
 from blurcli.training.distributed import Ranks, ranks_from_environment
 from blurcli.training.evaluate import evaluate, load_labelled
@@ -23,5 +24,6 @@ __all__ = [
     "load_labelled",
     "load_split",
     "ranks_from_environment",
+    "teacher",
     "train",
 ]

@@ -37,7 +37,8 @@ class SegmentationDataset(Dataset):
 
     The labels are `split`'s masks as they are (LFW classes, or their `targets` codes); with
     `people` (photos and their `targets` codes, CCP), their examples follow LFW's, framed from head
-    and shoulders to full body or pasted onto LFW scenes, other people's photos and backdrops.
+    and shoulders to full body or pasted onto LFW scenes, other people's photos and backdrops,
+    `person_repeat` different views of each per epoch.
     With `augment`, every (seed, epoch, index) gives its own reproducible random view, so results
     do not depend on the number of loader workers.
     """
@@ -53,6 +54,7 @@ class SegmentationDataset(Dataset):
         augmentation: Augmentation = Augmentation(),
         label_size: int | None = None,
         people: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
+        person_repeat: int = 1,
     ) -> None:
         if input_size % multiple:
             raise UsageError(f"input size {input_size} is not a multiple of {multiple}")
@@ -67,6 +69,7 @@ class SegmentationDataset(Dataset):
         self.seed = seed
         self.augmentation = augmentation
         self.people = people or ((), ())
+        self.person_repeat = person_repeat  # views of each person photo per epoch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -74,12 +77,13 @@ class SegmentationDataset(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.split.names) + len(self.people[0])
+        return len(self.split.names) + len(self.people[0]) * self.person_repeat
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         faces = len(self.split.names)
         if index >= faces:
-            return self._person(index - faces, np.random.default_rng((self.seed, self.epoch, index)))
+            person = (index - faces) % len(self.people[0])
+            return self._person(person, np.random.default_rng((self.seed, self.epoch, index)))
         image, mask = self.split.images[index], self.split.masks[index]
         size, labels = self.input_size, self.label_size
         if self.augment:

@@ -16,6 +16,7 @@ from blurcli.training.ccp import PersonSplit, is_ccp, load_person_split
 from blurcli.training.distributed import Ranks, sum_across
 from blurcli.training.lfw import SplitData, check_folder, load_split
 from blurcli.training.metrics import SegmentationMetrics
+from blurcli.training.people import is_people_folder, load_people
 
 
 def evaluate(
@@ -68,11 +69,16 @@ def evaluate(
 def load_labelled(
     root: Path, split: str, subject: str | None = None, limit: int | None = None
 ) -> tuple[SplitData | PersonSplit, str]:
-    """A labelled split and the subject it scores: Clothing Co-Parsing scores the person, LFW Part
-    Labels the head; asking a dataset for the other subject is a usage error."""
+    """A labelled split and the subject it scores: Clothing Co-Parsing and a folder of photos and
+    person masks (people-dev's layout, which has no splits) score the person, LFW Part Labels the
+    head; asking a dataset for the other subject is a usage error."""
     if subject is not None:
         check_subject(subject)
     check_folder(Path(root))
+    if is_people_folder(Path(root)):
+        if subject == "head":
+            raise UsageError(f"--subject head: {root} holds person masks (use --subject person)")
+        return load_people(Path(root), limit), "person"
     person = is_ccp(Path(root))
     scored = "person" if person else "head"
     if subject is not None and subject != scored:

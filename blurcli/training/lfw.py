@@ -238,3 +238,51 @@ def load_split(root: Path, split: str, limit: int | None = None, workers: int = 
     images = np.stack([image for image, _ in pairs])
     masks = np.stack([mask for _, mask in pairs])
     return SplitData(tuple(stems), images, masks)
+
+
+UNLABELLED_ARCHIVE = "lfw-funneled-unlabelled.tgz"
+
+
+def load_unlabelled(root: Path, limit: int | None = None) -> tuple[tuple[str, ...], np.ndarray]:
+    """LFW photos without part labels (names `Name_NNNN`, (N, 250, 250, 3) uint8 RGB), sorted by
+    name: from `lfw-funneled-unlabelled.tgz`, read where it lies, or else the photos of an unpacked
+    `lfw_funneled/` of people none of whose photos has a mask (so no test identity leaks in).
+    Teacher labels only: never scored."""
+    root = Path(root)
+    check_folder(root)
+    archive = root / UNLABELLED_ARCHIVE
+    found: dict[str, bytes] = {}
+    if archive.is_file():
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                for member in tar:
+                    path = Path(member.name)
+                    if member.isfile() and path.suffix.lower() == ".jpg" and ".." not in path.parts:
+                        source = tar.extractfile(member)
+                        if source is not None:
+                            found[path.stem] = source.read()
+        except (tarfile.TarError, EOFError, zlib.error) as error:
+            raise BlurcliError(f"{archive}: cannot read archive ({error})") from None
+        except OSError as error:
+            raise BlurcliError(f"{archive}: cannot read archive ({os_reason(error)})") from None
+    elif (root / IMAGES_DIR).is_dir() and (root / MASKS_DIR).is_dir():
+        labelled_people = {path.stem.rsplit("_", 1)[0] for path in (root / MASKS_DIR).iterdir()}
+        for path in sorted((root / IMAGES_DIR).glob("*/*.jpg")):
+            if path.parent.name not in labelled_people:
+                found[path.stem] = path.read_bytes()
+    else:
+        raise BlurcliError(
+            f"{root}: no unlabelled photos (need {UNLABELLED_ARCHIVE}, or {IMAGES_DIR}/ beside {MASKS_DIR}/)"
+        )
+    names = sorted(found)[:limit]
+    images = []
+    for name in names:
+        image = cv2.imdecode(np.frombuffer(found[name], np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise BlurcliError(f"{archive if archive.is_file() else root}: {name}.jpg is not an image")
+        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    if not images:
+        raise BlurcliError(f"{root}: no unlabelled photos found")
+    if len({image.shape for image in images}) != 1:
+        raise BlurcliError(f"{root}: unlabelled photos differ in size")
+    return tuple(names), np.stack(images)

@@ -26,7 +26,7 @@ from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
 from blurcli.torch_network import TorchNetwork
 from blurcli.training.augment import Augmentation
-from blurcli.training.ccp import PersonSplit, load_person_split
+from blurcli.training.ccp import PersonSplit, load_person_split, split_numbers
 from blurcli.training.dataset import SegmentationDataset
 from blurcli.training.distributed import (
     Ranks,
@@ -38,10 +38,11 @@ from blurcli.training.distributed import (
     sum_across,
 )
 from blurcli.training.evaluate import evaluate
-from blurcli.training.lfw import load_split
+from blurcli.training.lfw import SplitData, load_split, load_unlabelled
 from blurcli.training.losses import Objective, class_weights_from, load_teacher
 from blurcli.training.plot import plot_history
-from blurcli.training.targets import ccp_codes, lfw_codes
+from blurcli.training.targets import IGNORE, ccp_codes, lfw_codes, with_teacher
+from blurcli.training.teacher import FOLDERS, read_teacher_labels
 
 # Bounds of what `train` accepts: the datasets' photos are at most 825 px high, and the shipped
 # model has under a million parameters (one of these many times over is a typing mistake).
@@ -85,6 +86,8 @@ class TrainConfig:
     snapshots: bool = False  # also keep every epoch's weights (<out stem>.eNNN.pt), for soups
     person_data: Path | None = None  # Clothing Co-Parsing: also learn a person output from it
     person_weight: float = 1.0  # weight of the person output's loss beside LFW's classes
+    person_repeat: int = 1  # views of each person photo per epoch, to balance LFW's many close-ups
+    person_labels: Path | None = None  # `blurcli label`'s teacher labels, where our labels say nothing
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -186,8 +189,8 @@ def train(
 def check_config(config: TrainConfig) -> UNetConfig:
     """The network `config` trains, once every value is known to be usable; else a UsageError
     naming the option."""
-    if config.epochs < 1 or config.batch_size < 1:
-        raise UsageError("--epochs and --batch-size must be at least 1")
+    if config.epochs < 1 or config.batch_size < 1 or config.person_repeat < 1:
+        raise UsageError("--epochs, --batch-size and --person-repeat must be at least 1")
     if config.width < 1 or config.depth < 1 or config.stem_stride < 1:
         raise UsageError("--width, --depth and --stem-stride must be at least 1")
     if not 0 <= config.seed <= MAX_SEED:
@@ -203,6 +206,13 @@ def check_config(config: TrainConfig) -> UNetConfig:
         if not (math.isfinite(value) and 0.0 <= value <= high):
             bound = f"from 0 to {high:g}" if math.isfinite(high) else "a finite number from 0 up"
             raise UsageError(f"{option} {value}: use {bound}")
+    if config.person_labels is not None:
+        if config.person_data is None:
+            raise UsageError("--person-labels teaches the person output: give --person-data too")
+        if not (config.person_labels / "labels.json").is_file():
+            raise UsageError(
+                f"{config.person_labels}: no teacher labels here (write them with `blurcli label`)"
+            )
     model_config = config.model_config()
     multiple = model_config.multiple
     if not multiple <= config.input_size <= MAX_SIDE or config.input_size % multiple:
@@ -248,9 +258,12 @@ def _train(
     train_split = load_split(config.data, "train", limit=config.limit)
     val_split = load_split(config.data, "validation", limit=config.limit)
     people, people_val = _person_data(config)
+    faces = train_split if people is None else replace(train_split, masks=lfw_codes(train_split.masks))
+    if config.person_labels is not None and people is not None:
+        faces, people = taught(config.person_labels, config.data, faces, people)
     norm = {"mean": list(NORMALIZATION["mean"]), "std": list(NORMALIZATION["std"])}
     dataset = SegmentationDataset(
-        train_split if people is None else replace(train_split, masks=lfw_codes(train_split.masks)),
+        faces,
         config.input_size,
         model_config.multiple,
         NORMALIZATION,
@@ -259,6 +272,7 @@ def _train(
         augmentation=config.augmentation,
         label_size=config.loss_size,
         people=people,
+        person_repeat=config.person_repeat,
     )
 
     start = _start_from(config, paths)  # --resume's last state or --init's weights; None: from scratch
@@ -534,6 +548,40 @@ def _person_data(
     people = load_person_split(config.person_data, "train", limit=config.limit)
     validation = load_person_split(config.person_data, "validation", limit=config.limit)
     return (people.images, tuple(ccp_codes(mask) for mask in people.masks)), validation
+
+
+def taught(
+    labels: Path,
+    data: Path,
+    faces: SplitData,
+    people: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]],
+) -> tuple[SplitData, tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]]:
+    """LFW's and CCP's training codes with the teacher's labels (`blurcli label`) where ours are
+    silent, and the unlabelled LFW photos it labelled added to LFW's (their classes unsupervised)."""
+    maps = read_teacher_labels(labels / FOLDERS["lfw"], faces.names, [m.shape for m in faces.masks])
+    faces = replace(
+        faces, masks=np.stack([with_teacher(c, m) for c, m in zip(faces.masks, maps, strict=True)])
+    )
+    extra = labels / FOLDERS["lfw-unlabelled"]
+    if extra.is_dir() and (wanted := sorted(path.stem for path in extra.glob("*.png"))):
+        names, images = load_unlabelled(data)
+        index = {name: i for i, name in enumerate(names)}
+        if missing := [name for name in wanted if name not in index]:
+            raise BlurcliError(f"{extra / missing[0]}.png: no such unlabelled photo in {data}")
+        images = images[[index[name] for name in wanted]]
+        maps = read_teacher_labels(extra, wanted, [image.shape[:2] for image in images])
+        codes = np.stack([with_teacher(np.full(m.shape, IGNORE, np.uint8), m) for m in maps])
+        faces = SplitData(
+            faces.names + tuple(wanted),
+            np.concatenate([faces.images, images]),
+            np.concatenate([faces.masks, codes]),
+        )
+    if (labels / FOLDERS["ccp"]).is_dir():
+        photos, codes = people
+        names = [f"{number:04d}" for number in split_numbers("train")][: len(photos)]
+        maps = read_teacher_labels(labels / FOLDERS["ccp"], names, [c.shape for c in codes])
+        people = (photos, tuple(with_teacher(c, m) for c, m in zip(codes, maps, strict=True)))
+    return faces, people
 
 
 def with_person_output(checkpoint: Checkpoint) -> Checkpoint:

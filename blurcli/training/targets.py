@@ -79,3 +79,39 @@ def person_loss(logits: torch.Tensor, codes: torch.Tensor, sure: float = 0.9) ->
     weight = torch.where(maybe & confident, torch.zeros_like(weight), weight)
     loss = F.binary_cross_entropy_with_logits(logits, target.clamp_min(0), reduction="none")
     return (loss * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+LFW_BODY_PERSON = 7  # LFW background the teacher calls a person: class background, person yes
+# How a teacher's verdict rewrites the codes where our own labels are silent or spare a pixel:
+# a sure person, sure background, or unsure. Codes not listed keep their meaning (the labels win).
+_ON_PERSON = {
+    LFW_BACKGROUND: LFW_BODY_PERSON,
+    LFW_BODY: LFW_BODY_PERSON,
+    MAYBE_PERSON: PERSON,
+    IGNORE: PERSON,
+}
+_ON_BACKGROUND = {LFW_BODY: LFW_BACKGROUND, MAYBE_PERSON: NOT_PERSON, IGNORE: NOT_PERSON}
+_ON_UNSURE = {LFW_BACKGROUND: LFW_BODY}
+_CLASS_OF[LFW_BODY_PERSON] = 0
+_PERSON_OF[LFW_BODY_PERSON] = 1.0
+
+
+def _lookup(changes: dict[int, int]) -> np.ndarray:
+    table = np.arange(256, dtype=np.uint8)
+    table[list(changes)] = list(changes.values())
+    return table
+
+
+def with_teacher(codes: np.ndarray, teacher: np.ndarray, low: float = 0.25, high: float = 0.75) -> np.ndarray:
+    """(H, W) codes and a teacher's (H, W) person probability -> codes that take the teacher's
+    word where ours say nothing of the person: LFW's background (its body below the chin, other
+    people behind), CCP's far null pixels (bystanders) and unlabelled photos (all IGNORE). Above
+    `high` a person, below `low` not; in between LFW's background is left unsupervised."""
+    out = codes.copy()
+    for verdict, changes in (
+        (teacher >= high, _ON_PERSON),
+        (teacher <= low, _ON_BACKGROUND),
+        ((teacher > low) & (teacher < high), _ON_UNSURE),
+    ):
+        out[verdict] = _lookup(changes)[codes[verdict]]
+    return out
