@@ -12,17 +12,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from blurcli.codec_messages import capturing
 from blurcli.errors import BlurcliError
 from blurcli.metadata import add_output_mark
+from blurcli.paths import os_reason
 from blurcli.photo import (
     DEFAULT_MAX_PIXELS,
     Photo,
     decode_photo,
     encode_photo,
+    input_limit,
     read_bytes,
     remove_stale_parts,
     same_format,
@@ -96,9 +99,9 @@ class Runner:
         segmenter: Segmenter | None,
         options: RunOptions = RunOptions(),
         heads: HeadOptions | None = HeadOptions(),
-        read_stdin: Callable[[], bytes] | None = None,
+        read_stdin: Callable[[int], bytes] | None = None,
         write_stdout: Callable[[bytes], None] | None = None,
-        read_file: Callable[[Path], bytes] = read_bytes,
+        read_file: Callable[[Path], bytes] | None = None,
         clean_parts: bool = True,
     ) -> None:
         self.task = task
@@ -107,7 +110,9 @@ class Runner:
         self.heads = heads
         self.read_stdin = read_stdin
         self.write_stdout = write_stdout
-        self.read_file = read_file  # a job's source -> its bytes (Ray's reader may have them already)
+        self.limit = input_limit(options.max_pixels)  # the most bytes one input may hold
+        # a job's source -> its bytes (Ray's reader may have them already)
+        self.read_file = read_file or partial(read_bytes, limit=self.limit)
         self.clean_parts = clean_parts  # off where many runners share outputs (Ray's workers)
 
     def run(
@@ -122,9 +127,19 @@ class Runner:
 
         todo, videos = [], []
         for job in jobs:
+            try:
+                exists = job.target is not None and job.target.exists()
+            except OSError as error:  # e.g. a name too long: this photo fails, the others go on
+                reason = os_reason(error, job.target)
+                report(
+                    failed_result(
+                        job, BlurcliError(f"{job.target}: cannot write ({reason})"), time.perf_counter()
+                    )
+                )
+                continue
             if job.skip is not None:
                 report(FileResult(job.name, None, "skipped", reason=job.skip))
-            elif job.target is not None and job.target.exists() and not self.options.overwrite:
+            elif exists and not self.options.overwrite:
                 report(FileResult(job.name, str(job.target), "skipped", reason=EXISTS))
             else:
                 (videos if job.source is not None and is_video(job.source) else todo).append(job)
@@ -201,7 +216,7 @@ class Runner:
         if job.source is None:
             if self.read_stdin is None:
                 raise BlurcliError(f"{STDIN}: no standard input here")
-            data = self.read_stdin()
+            data = self.read_stdin(self.limit)
         else:
             data = self.read_file(job.source)
         photo = decode_photo(data, job.name, self.options.max_pixels)
@@ -287,9 +302,10 @@ def remove_parts_of(jobs: Iterable[Job]) -> None:
 
 @dataclass(frozen=True)
 class StdIO:
-    """Where '-' reads its photo and `-o -` (or stdin without -o) writes its output."""
+    """Where '-' reads its photo (at most the bytes it is given) and `-o -` (or stdin without -o)
+    writes its output."""
 
-    read: Callable[[], bytes] | None = None
+    read: Callable[[int], bytes] | None = None
     write: Callable[[bytes], None] | None = None
 
 

@@ -32,8 +32,8 @@ from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, needs_model, ru
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.photo import DEFAULT_MAX_PIXELS
-from blurcli.plan import BLUR_NAMING, NAMED_LIKE_OUTPUT, PREDICT_NAMING, Job, plan_files
+from blurcli.photo import DEFAULT_MAX_PIXELS, read_stream
+from blurcli.plan import BLUR_NAMING, INSIDE_OUTPUT, NAMED_LIKE_OUTPUT, PREDICT_NAMING, STDIN, Job, plan_files
 from blurcli.refine import RefineOptions
 from blurcli.render import BlurTask, PredictMode, PredictTask, Task
 from blurcli.second_look import HeadMode, head_options
@@ -175,7 +175,7 @@ def _write_stdout(data: bytes) -> None:
 
 
 def _stdio() -> StdIO:
-    return StdIO(sys.stdin.buffer.read, _write_stdout)
+    return StdIO(lambda limit: read_stream(getattr(sys.stdin, "buffer", None), STDIN, limit), _write_stdout)
 
 
 def _check_stdout(jobs: list[Job], as_json: bool) -> None:
@@ -253,11 +253,26 @@ def _on_ray(
 
 
 def _skip_reasons(results: list[FileResult]) -> str:
-    """' (3 outputs exist: --overwrite redoes them; 2 are blurcli's outputs)', or '' with no skips."""
-    exist = sum(r.status == "skipped" and r.reason == EXISTS for r in results)
-    own = sum(r.status == "skipped" and r.reason != EXISTS for r in results)
-    parts = [f"{exist} output{'s' * (exist != 1)} exist: --overwrite redoes them"] if exist else []
-    parts += [f"{own} {'are' if own != 1 else 'is'} blurcli's output{'s' * (own != 1)}"] if own else []
+    """' (3 outputs exist: --overwrite redoes them; 2 are blurcli's outputs; 1 inside the output
+    folder)', or '' with no skips."""
+    counts: dict[str, int] = {}
+    for result in results:
+        if result.status == "skipped":
+            reason = result.reason or ""
+            key = reason if reason in (EXISTS, INSIDE_OUTPUT) or reason.startswith("cannot") else "own"
+            counts[key] = counts.get(key, 0) + 1
+    parts = []
+    for key, count in counts.items():
+        if key == EXISTS:
+            parts.append(f"{count} output{'s exist' if count != 1 else ' exists'}: --overwrite redoes them")
+        elif key == "own":
+            parts.append(f"{count} {'are' if count != 1 else 'is'} blurcli's output{'s' * (count != 1)}")
+        elif key.startswith("cannot list"):
+            parts.append(
+                f"{count} folder{'s' * (count != 1)} not listed: {key.partition('(')[2].rstrip(')')}"
+            )
+        else:
+            parts.append(f"{count} {key}")
     return f" ({'; '.join(parts)})" if parts else ""
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 from blurcli.codec_messages import capturing, is_damage, plain, watched
 from blurcli.errors import BlurcliError
 from blurcli.metadata import (
+    MAX_METADATA_BYTES,
     MetadataTooLarge,
     exif_orientation,
     image_size,
@@ -221,9 +224,49 @@ def decode_image(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS)
     return to_rgb8(decode_photo(data, source, max_pixels).pixels)
 
 
-def read_bytes(path: Path | str) -> bytes:
-    """A file's bytes, with one-line errors for the usual ways reading fails."""
+def input_limit(max_pixels: int) -> int:
+    """The most bytes one input may hold: its pixels stored raw at 16-bit RGBA, plus room for
+    metadata; a pipe or file longer than that is no photo --max-pixels admits."""
+    return 8 * max_pixels + 4 * MAX_METADATA_BYTES
+
+
+def read_stream(stream: BinaryIO | None, source: str, limit: int | None = None) -> bytes:
+    """A stream's bytes (stdin, a pipe) read to its end, but never more than `limit`: one line
+    instead of reading /dev/zero or an endless pipe until the kernel ends the process."""
+    if stream is None or getattr(stream, "closed", False):
+        raise BlurcliError(f"{source}: standard input is closed")
+    chunks, size = [], 0
     try:
+        while chunk := stream.read(1 << 20 if limit is None else min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if limit is not None and size > limit:
+                megabytes = limit / 2**20
+                raise BlurcliError(
+                    f"{source}: more than {megabytes:,.0f} MB, more than any photo --max-pixels admits"
+                )
+    except (OSError, ValueError) as error:  # ValueError: a stream closed under us
+        raise BlurcliError(
+            f"{source}: cannot read ({os_reason(error) if isinstance(error, OSError) else error})"
+        ) from None
+    return b"".join(chunks)
+
+
+def read_bytes(path: Path | str, limit: int | None = None) -> bytes:
+    """A file's bytes, with one-line errors for the usual ways reading fails. Devices are refused
+    and pipes read up to `limit` bytes; a file larger than `limit` is refused unread."""
+    try:
+        mode = Path(path).stat()
+        kind = _special_kind(mode.st_mode)
+        if kind is not None:
+            raise BlurcliError(f"{path}: {kind}, not a photo file")
+        if stat.S_ISFIFO(mode.st_mode):
+            with open(path, "rb") as pipe:
+                return read_stream(pipe, str(path), limit)
+        if limit is not None and mode.st_size > limit:
+            raise BlurcliError(
+                f"{path}: {mode.st_size / 2**20:,.0f} MB, more than any photo --max-pixels admits"
+            )
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise BlurcliError(f"{path}: no such file") from None
@@ -233,6 +276,18 @@ def read_bytes(path: Path | str) -> bytes:
         raise BlurcliError(f"{path}: permission denied") from None
     except OSError as error:
         raise BlurcliError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def _special_kind(mode: int) -> str | None:
+    """What a file that is neither a regular file nor a pipe is, in words (None for those two)."""
+    for test, kind in (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return None
 
 
 def read_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.metadata import MARKED_FORMATS, output_mark, sniff_format
+from blurcli.paths import refuse_overwriting
 from blurcli.photo import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, normalize_extension, writable_format
 from blurcli.video import VIDEO_EXTENSIONS, is_video, video_output_extension
 
@@ -68,48 +69,91 @@ def chosen_format(fmt: str | None) -> str | None:
         raise UsageError(f"--format {fmt}: {error}") from None
 
 
+INSIDE_OUTPUT = "inside the output folder"  # the skip reason of a folder's file under -o
+
+
 def find_inputs(
     items: Sequence[str], recursive: bool = False, skip_under: Path | None = None
 ) -> list[tuple[Path, Path]]:
-    """Expand files, folders and glob patterns into (file, root) pairs, in a stable order.
+    """The (file, root) pairs `gather_inputs` finds, without what it leaves out."""
+    return gather_inputs(items, recursive, skip_under)[0]
+
+
+def gather_inputs(
+    items: Sequence[str], recursive: bool = False, skip_under: Path | None = None
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """Expand files, folders and glob patterns into (file, root) pairs, in a stable order, and the
+    entries left out with their reasons.
 
     A folder yields its images (all levels with `recursive`); `root` is the folder, so outputs can
-    mirror the tree under it; a file's root is its own folder. Hidden files and anything under
-    `skip_under` (the output folder) are left out of folders. A path that does not exist is kept,
-    to be reported as a failed file.
+    mirror the tree under it; a file's root is its own folder. Hidden files are left out of folders
+    silently; a folder's files under `skip_under` (the output folder) and sub-folders that cannot be
+    listed (too deep for the path limit, no permission) are left out with their reason. A file
+    named on the command line is always taken, and one that does not exist is kept, to be reported
+    as a failed file.
     """
     found: dict[Path, tuple[Path, Path]] = {}
-    skip = skip_under.resolve() if skip_under is not None else None
+    left: list[tuple[Path, str]] = []
+    skip = resolved(skip_under) if skip_under is not None else None
     for item in items:
         path = Path(item)
+        expanded: list[tuple[Path, Path]] = []
         if not path.exists() and _GLOB_CHARS & set(item):
             matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
             pairs = [(m, m.parent) for m in matches if m.is_file()]
             for folder in (m for m in matches if m.is_dir()):
-                pairs.extend(_folder_images(folder, recursive, skip))
+                expanded.extend(_folder_images(folder, recursive, left))
             if not matches:
                 pairs = [(path, path.parent)]
         elif path.is_dir():
-            pairs = list(_folder_images(path, recursive, skip))
+            pairs = []
+            expanded = list(_folder_images(path, recursive, left))
         else:
             pairs = [(path, path.parent)]
+        for file, root in expanded:
+            if skip is not None and skip in resolved(file).parents:
+                left.append((file, INSIDE_OUTPUT))
+            else:
+                pairs.append((file, root))
         for file, root in pairs:
-            if skip is None or skip not in file.resolve().parents:
-                found.setdefault(file.resolve(), (file, root))
-    return list(found.values())
+            found.setdefault(resolved(file), (file, root))
+    return list(found.values()), left
 
 
-def _folder_images(folder: Path, recursive: bool, skip: Path | None) -> Iterator[tuple[Path, Path]]:
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    for path in sorted(candidates):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.suffix.lower() not in INPUT_EXTENSIONS + VIDEO_EXTENSIONS or not path.is_file():
-            continue
-        if skip is not None and skip in path.resolve().parents:
+def resolved(path: Path) -> Path:
+    """`path` made absolute with its links followed, or, where that fails (a symlink loop), as
+    written: the file is still reported, by the reader, with the OS's reason."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
+        return Path(os.path.abspath(path))
+
+
+def _folder_images(
+    folder: Path, recursive: bool, left: list[tuple[Path, str]]
+) -> Iterator[tuple[Path, Path]]:
+    """A folder's images, sorted, hidden ones left out; sub-folders that cannot be listed go to
+    `left` with the OS's reason, and the walk goes on."""
+
+    def unlisted(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else folder
+        left.append((where, f"cannot list this folder ({error.strerror or error})"))
+
+    paths: list[Path] = []
+    for top, folders, files in os.walk(folder, onerror=unlisted):
+        folders[:] = sorted(name for name in folders if not name.startswith(".")) if recursive else []
+        paths.extend(Path(top) / name for name in files if not name.startswith("."))
+    for path in sorted(paths):
+        if path.suffix.lower() not in INPUT_EXTENSIONS + VIDEO_EXTENSIONS or not _is_file(path):
             continue
         yield path, folder
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long to stat: the reader reports it
+        return True
 
 
 def why_skip(path: Path, data: bytes | None = None) -> str | None:
@@ -222,19 +266,15 @@ def _relative_folder(path: Path, root: Path) -> Path:
 
 
 def _check_targets(inputs: Sequence[tuple[Path, Path]], jobs: Sequence[Job]) -> None:
-    sources = {path.resolve() for path, _ in inputs}
-    sources |= {job.mask.resolve() for job in jobs if job.mask is not None}
+    targets = [target for job in jobs for target in (job.target, job.mask_target) if target is not None]
+    sources = [path for path, _ in inputs] + [job.mask for job in jobs if job.mask is not None]
+    refuse_overwriting(targets, sources, "it is not blurcli's output: rename it or give -o")
     seen: dict[Path, str] = {}
     for job in jobs:
         for target in (job.target, job.mask_target):
             if target is None:
                 continue
-            key = target.resolve()
-            if key in sources:
-                raise UsageError(
-                    f"{target}: refusing to overwrite an input file (it is not blurcli's output); "
-                    "rename it or give -o"
-                )
+            key = resolved(target)
             if key in seen:
                 raise UsageError(f"{job.name} and {seen[key]} would both be written to {target}")
             seen[key] = job.name
@@ -279,7 +319,7 @@ def _mask_in(folder: Path, source: Path | None, root: Path | None) -> Path:
     place = folder / _relative_folder(source, root)
     candidates = [place / f"{source.stem}{MASK_SUFFIX}.png", place / f"{source.stem}.png"]
     for candidate in candidates:
-        if candidate.is_file() and candidate.resolve() != source.resolve():
+        if candidate.is_file() and resolved(candidate) != resolved(source):
             return candidate
     return candidates[0]  # missing: this photo fails with the name of the file looked for
 
@@ -334,12 +374,16 @@ def plan_files(
             [stdio_job(output, fmt or (None if names_format else naming.format))], [], mask, save_mask
         )
     folder = None if output is None or str(output) == "-" else Path(output)
-    found = find_inputs(items, recursive, skip_under=folder)
+    found, left = gather_inputs(items, recursive, skip_under=folder)
     if not found:
+        inside = sum(reason == INSIDE_OUTPUT for _, reason in left)
+        why = f" ({inside} left out: {INSIDE_OUTPUT} {folder})" if inside else ""
         raise UsageError(
-            f"no images found in {', '.join(items)}" + ("" if recursive else " (try --recursive)")
+            f"no images found in {', '.join(items)}" + (why or ("" if recursive else " (try --recursive)"))
         )
-    return plan_inputs(found, output, naming, fmt, mask, save_mask)
+    return plan_inputs(found, output, naming, fmt, mask, save_mask) + [
+        Job(path, None, skip=reason) for path, reason in left
+    ]
 
 
 def plan_inputs(

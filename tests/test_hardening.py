@@ -224,7 +224,7 @@ def test_a_failed_write_to_stdout_is_blamed_on_stdout(tiny_weights: Path) -> Non
         raise BrokenPipeError(32, "Broken pipe")
 
     segmenter = new_segmenter(str(tiny_weights), "cpu")
-    read = lambda: encode_image(_photo(12), ".png")  # noqa: E731
+    read = lambda limit: encode_image(_photo(12), ".png")  # noqa: E731
     results = Runner(BlurTask(), segmenter, read_stdin=read, write_stdout=broken).run(
         [Job(None, None, ".png")]
     )

@@ -1,0 +1,114 @@
+"""One bad entry never stops a run (issue 27, items 7, 8, 9 and 14): a name too long for its
+output, a folder too deep to list, inputs inside the output folder, a symlink loop."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from blurcli.cli import app
+from blurcli.plan import INSIDE_OUTPUT, gather_inputs
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (24, 32, 3), np.uint8)
+
+
+def _blur(weights: Path, *args: object) -> object:
+    return runner.invoke(app, ["blur", *map(str, args), "--weights", str(weights), "--device", "cpu"])
+
+
+def _records(output: str) -> dict[str, dict]:
+    return {Path(r["input"]).name: r for r in map(json.loads, output.splitlines())}
+
+
+def _too_deep(folder: Path, levels: int = 25) -> None:
+    """Sub-folders nested past PATH_MAX (4096 bytes), made one level at a time through file
+    descriptors, as no single path can name the deepest."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(levels):
+            os.mkdir("d" * 200, dir_fd=fd)
+            inner = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+
+
+def test_a_name_too_long_for_its_output_fails_that_photo_and_the_others_are_done(
+    tmp_path: Path, photo: np.ndarray, tiny_weights: Path
+) -> None:
+    cv2.imwrite(str(tmp_path / "good.jpg"), photo)
+    long_name = "x" * 246 + ".jpg"  # fits the file system; with "_blurred" it does not
+    cv2.imwrite(str(tmp_path / long_name), photo)
+    result = _blur(tiny_weights, tmp_path, "--json")
+    assert result.exit_code == 1
+    records = _records(result.stdout)
+    assert records["good.jpg"]["status"] == "done" and (tmp_path / "good_blurred.jpg").is_file()
+    assert records[long_name]["status"] == "failed"
+    assert records[long_name]["error"].endswith("cannot write (File name too long)")
+
+
+def test_a_folder_too_deep_to_list_is_skipped_with_its_reason(
+    tmp_path: Path, photo: np.ndarray, tiny_weights: Path
+) -> None:
+    cv2.imwrite(str(tmp_path / "a.jpg"), photo)
+    _too_deep(tmp_path)
+    found, left = gather_inputs([str(tmp_path)], recursive=True)
+    assert [path.name for path, _ in found] == ["a.jpg"]
+    assert len(left) == 1 and left[0][1] == "cannot list this folder (File name too long)"
+    result = _blur(tiny_weights, tmp_path, "-r", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "1 done, 1 skipped (1 folder not listed: File name too long)" in result.stderr
+
+
+def test_a_file_named_inside_the_output_folder_is_still_blurred(
+    tmp_path: Path, photo: np.ndarray, tiny_weights: Path
+) -> None:
+    (tmp_path / "raw").mkdir()
+    cv2.imwrite(str(tmp_path / "raw" / "x.jpg"), photo)
+    result = _blur(tiny_weights, tmp_path / "raw" / "x.jpg", "-o", f"{tmp_path}/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "x_blurred.jpg").is_file()
+
+
+def test_a_folders_photos_inside_the_output_folder_are_left_out_and_counted(
+    tmp_path: Path, photo: np.ndarray, tiny_weights: Path
+) -> None:
+    (tmp_path / "out").mkdir()
+    cv2.imwrite(str(tmp_path / "a.jpg"), photo)
+    cv2.imwrite(str(tmp_path / "out" / "b.jpg"), photo)
+    result = _blur(tiny_weights, tmp_path, "-r", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    records = _records(result.stdout)
+    assert records["a.jpg"]["status"] == "done"
+    assert records["b.jpg"]["status"] == "skipped" and records["b.jpg"]["reason"] == INSIDE_OUTPUT
+    alone = _blur(tiny_weights, tmp_path / "out", "-o", tmp_path / "out")
+    assert alone.exit_code == 2
+    assert "(2 left out: inside the output folder" in alone.stderr  # b.jpg and a_blurred.jpg
+
+
+def test_a_symlink_loop_is_a_failed_file_with_the_systems_reason(
+    tmp_path: Path, photo: np.ndarray, tiny_weights: Path
+) -> None:
+    cv2.imwrite(str(tmp_path / "good.jpg"), photo)
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    result = _blur(tiny_weights, tmp_path / "a.jpg", tmp_path / "good.jpg", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 1
+    assert "internal error" not in result.stderr
+    records = _records(result.stdout)
+    assert (
+        records["a.jpg"]["error"] == f"{tmp_path / 'a.jpg'}: cannot read (Too many levels of symbolic links)"
+    )
+    assert records["good.jpg"]["status"] == "done"
