@@ -53,10 +53,11 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint, half: bool = False) -> None:
-    """Write atomically; `half` stores float tensors as float16 (half the size, same predictions).
-    A file system's refusal is a one-line BlurcliError naming `path`."""
+    """Write atomically; `half` stores float tensors as float16 (half the size, same predictions),
+    but for one with a value past float16's range, which would become infinite. A file system's
+    refusal is a one-line BlurcliError naming `path`."""
     tensors = {
-        k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
+        k: v.detach().cpu().half() if half and _fits_half(v) else v.detach().cpu()
         for k, v in checkpoint.state_dict.items()
     }
     payload = {
@@ -75,6 +76,13 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint, half: bool = False) -> N
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     write_file(path, buffer.getvalue())
+
+
+def _fits_half(tensor: torch.Tensor) -> bool:
+    """Whether a tensor holds real numbers that float16 stores without turning any infinite."""
+    if not tensor.is_floating_point():
+        return False
+    return tensor.numel() == 0 or bool(tensor.abs().max() <= torch.finfo(torch.float16).max)
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
@@ -130,6 +138,21 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     return checkpoint
 
 
+def is_checkpoint(path: Path) -> bool:
+    """Whether `path` is a blurcli checkpoint by its format field (a run may replace it): the
+    tensors are mapped, not read, and not checked as `load_checkpoint` checks them."""
+    try:
+        with path.open("rb") as handle:
+            if not handle.read(4).startswith(TORCH_MAGIC):
+                return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable, or not a zip torch.load can map: not one of ours
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
 def _reason(error: BaseException) -> str:
     """torch.load's failure in a few words: the line that says what was refused, or the first
     sentence of what broke, without torch's advice to its own developers."""
@@ -155,8 +178,8 @@ MAX_DEPTH = 8
 
 
 def _describe_problem(checkpoint: Checkpoint) -> str | None:
-    """What makes a checkpoint's description unusable, or None: the network it asks for, its
-    outputs against its classes, its normalisation."""
+    """What makes a checkpoint unusable, or None: the network it asks for, its outputs against
+    its classes, its normalisation, weights that are not finite numbers."""
     config = checkpoint.config
     bounds = {
         "in_channels": (3, 3),
@@ -188,6 +211,15 @@ def _describe_problem(checkpoint: Checkpoint) -> str | None:
             return f"normalization {key} {values}"
     if not all(v > 0 for v in checkpoint.normalization["std"]):
         return f"normalization std {checkpoint.normalization['std']}"
+    name = non_finite_tensor(checkpoint.state_dict)  # NaN would blur the whole photo, silently
+    return None if name is None else f"tensor {name} holds NaN or infinite values"
+
+
+def non_finite_tensor(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first real-number tensor holding NaN or an infinity, or None."""
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
     return None
 
 

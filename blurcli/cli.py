@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -32,6 +32,7 @@ from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, needs_model, ru
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.paths import os_reason
 from blurcli.photo import DEFAULT_MAX_PIXELS, read_stream
 from blurcli.plan import BLUR_NAMING, INSIDE_OUTPUT, NAMED_LIKE_OUTPUT, PREDICT_NAMING, STDIN, Job, plan_files
 from blurcli.refine import RefineOptions
@@ -51,12 +52,23 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 class _Group(typer.core.TyperGroup):
     """Catches errors once for every command and prints each as one line on stderr: BlurcliError
-    (a user's mistake or bad input), OSError (a file system refusing), Ctrl-C and SIGTERM. Anything
-    else is a bug: one line too, and the traceback with BLURCLI_DEBUG=1."""
+    (a user's mistake or bad input), Click's usage errors (a value an option's type or range
+    refuses, an unknown option or command), OSError (a file system refusing), Ctrl-C and SIGTERM.
+    Anything else is a bug: one line too, and the traceback with BLURCLI_DEBUG=1."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: typer.Context | None = None, **extra: Any
+    ) -> typer.Context:
+        try:  # the options before the command, and the command's name
+            return super().make_context(info_name, args, parent, **extra)
+        except typer.TyperException as error:
+            _usage_line(error)
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except typer.TyperException as error:  # the command's own options and arguments
+            _usage_line(error)
         except BlurcliError as error:
             _error(str(error))
             ctx.exit(error.exit_code)
@@ -78,6 +90,17 @@ class _Group(typer.core.TyperGroup):
 
 
 _REPORT = " (a bug: please report it, with the traceback BLURCLI_DEBUG=1 prints)"
+
+
+def _usage_line(error: typer.TyperException) -> NoReturn:
+    """Click's error in the one line every other error takes, saying where the help is, instead
+    of its box of usage and hint; exits with its code (2). `blurcli` alone still shows the help."""
+    if type(error).__name__ == "NoArgsIsHelpError":  # Click prints the help for it
+        raise error
+    command = getattr(error, "ctx", None)
+    where = f" (see {command.command_path} --help)" if command is not None else ""
+    _error(" ".join(error.format_message().split()).rstrip(".") + where)
+    raise typer.Exit(error.exit_code)
 
 
 def _error(message: str) -> None:
@@ -170,8 +193,30 @@ def _progress(console: Console, *columns: Any) -> Progress:
 
 
 def _write_stdout(data: bytes) -> None:
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    """Bytes to stdout, flushed. Where stdout refuses them (a full disk, a closed pipe), it is sent
+    to the null device before the error goes on, so Python's own flush at exit does not fail again
+    with a second message and another exit code."""
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except OSError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no file descriptor (a test's capture): nothing to flush later
+            pass
+        raise
+
+
+def _print_stdout(text: str) -> None:
+    """Text (JSON lines, a table) to stdout; a refusal is one line blaming standard output, not the
+    photo just written nor a file of the run."""
+    try:
+        _write_stdout(text.encode(sys.stdout.encoding or "utf-8", "replace"))
+    except OSError as error:
+        raise BlurcliError(f"standard output: cannot write ({os_reason(error)})") from None
 
 
 def _stdio() -> StdIO:
@@ -219,8 +264,7 @@ def _run_jobs(
                 note = f"skipped {result.input}: {result.reason}"
                 console.print(note, highlight=False, soft_wrap=True, markup=False)
             if as_json:
-                sys.stdout.write(result.to_json() + "\n")
-                sys.stdout.flush()
+                _print_stdout(result.to_json() + "\n")
 
         run = on_ray or partial(run_jobs, segmenter=segmenter, stdio=_stdio())
         results = run(jobs, task, options=options, heads=head_options(heads), on_result=on_result)
@@ -510,9 +554,12 @@ def evaluate_command(
     result["subject"] = subject
     result["refined"] = refine
     if as_json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        _print_stdout(json.dumps(result) + "\n")
     else:
-        Console().print(_metrics_table(result))
+        screen = Console()
+        with screen.capture() as table:
+            screen.print(_metrics_table(result))
+        _print_stdout(table.get())
 
 
 def _metrics_table(result: dict[str, Any]) -> Table:

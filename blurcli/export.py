@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from blurcli.errors import BlurcliError
 from blurcli.onnx_network import METADATA_KEY, NetworkSpec
-from blurcli.paths import data_home
+from blurcli.paths import data_home, refuse_overwriting
 from blurcli.photo import write_file
 from blurcli.weights import sha256_of
 
@@ -26,7 +26,9 @@ _NEEDS_TRAIN = 'needs torch and onnx to export it to ONNX: pip install "blurcli[
 
 
 def export_onnx(checkpoint_path: Path, out: Path) -> NetworkSpec:
-    """Write `checkpoint_path`'s model as ONNX to `out` (atomically); returns what it records."""
+    """Write `checkpoint_path`'s model as ONNX to `out` (atomically); returns what it records.
+    `out` naming the checkpoint itself (through links or `..` too) is a UsageError."""
+    refuse_overwriting([out], [checkpoint_path], "give -o another name")
     try:
         from blurcli.checkpoint import load_checkpoint
     except ImportError:

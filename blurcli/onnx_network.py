@@ -9,6 +9,7 @@ data dir under its sha256.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,7 +113,78 @@ def onnx_network(
         network = OnnxNetwork(model, providers(device))
     except BlurcliError as error:
         raise BlurcliError(f"{source}: {error}") from None
+    bad = non_finite_weight(model)
+    if bad is not None:
+        raise BlurcliError(f"{source}: damaged blurcli model (weight {bad} holds NaN or infinite values)")
     return network, read_spec(network.session, source)
+
+
+# ONNX's real-number tensor types (TensorProto.DataType) -> how raw_data lays their values out.
+_REAL_TYPES = {1: "<f4", 10: "<f2", 11: "<f8"}
+_MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5  # ModelProto.graph, GraphProto.initializer
+_TENSOR_TYPE, _TENSOR_NAME = 2, 8
+_TENSOR_VALUES = {4: "<f4", 10: "<f8"}  # float_data, double_data; raw_data (9) is by type
+
+
+def non_finite_weight(model: bytes) -> str | None:
+    """The name of the first weight (initializer) of a serialised ONNX model that holds NaN or an
+    infinity (every mask would be NaN: a photo blurred all over), or None.
+
+    The weights are read from the protobuf's wire format: ONNX Runtime does not show them, and the
+    onnx package that parses them is not installed where `blur` runs. Running the model once on a
+    probe input instead would not do: whether an infinite weight reaches the output depends on
+    the input (after a ReLU, -inf x a positive number is dropped, -inf x 0 is NaN). A file too
+    damaged to walk is left to ONNX Runtime, which has refused it already."""
+    try:
+        graphs = [value for field, value in _fields(memoryview(model)) if field == _MODEL_GRAPH]
+        for field, tensor in _fields(graphs[-1]) if graphs else ():
+            if field == _GRAPH_INITIALIZER and (name := _non_finite(tensor)) is not None:
+                return name
+    except (ValueError, IndexError, TypeError):
+        return None
+    return None
+
+
+def _non_finite(tensor: memoryview) -> str | None:
+    """A TensorProto's name if its real numbers are not all finite, else None."""
+    fields = list(_fields(tensor))
+    kind = next((value for field, value in fields if field == _TENSOR_TYPE), 0)
+    if kind not in _REAL_TYPES:
+        return None
+    layouts = {9: _REAL_TYPES[kind], **_TENSOR_VALUES}
+    values = [np.frombuffer(data, layouts[field]) for field, data in fields if field in layouts]
+    if all(np.isfinite(part).all() for part in values):
+        return None
+    name = next((bytes(data) for field, data in fields if field == _TENSOR_NAME), b"(unnamed)")
+    return name.decode("utf-8", "replace")
+
+
+def _fields(message: memoryview) -> Iterator[tuple[int, Any]]:
+    """(field number, value) of a protobuf message: an int for a varint, else the bytes."""
+    pos = 0
+    while pos < len(message):
+        key, pos = _varint(message, pos)
+        wire = key & 7
+        if wire == 0:
+            value, pos = _varint(message, pos)
+        elif wire in (1, 2, 5):
+            size, pos = _varint(message, pos) if wire == 2 else ({1: 8, 5: 4}[wire], pos)
+            if pos + size > len(message):
+                raise ValueError("a field runs past the end of its message")
+            value, pos = message[pos : pos + size], pos + size
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        yield key >> 3, value
+
+
+def _varint(message: memoryview, pos: int) -> tuple[int, int]:
+    """A protobuf varint at `pos` -> (value, the position after it)."""
+    value = shift = 0
+    while True:
+        byte = message[pos]
+        value, pos, shift = value | (byte & 0x7F) << shift, pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
 
 
 def is_torch_file(path: Path) -> bool:

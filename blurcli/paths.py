@@ -1,14 +1,16 @@
 """Where blurcli keeps downloaded weights and unpacked datasets: one root, one environment variable.
 
-Also the one wording of a file system's refusal (`os_reason`) and the up-front check that outputs
-can be written (`check_writable`), so a long run never fails at its first save.
+Also the one wording of a file system's refusal (`os_reason`), the up-front check that outputs
+can be written (`check_writable`), so a long run never fails at its first save, and the checks that
+an output never replaces what a run reads or a file blurcli did not write (`refuse_overwriting`,
+`check_outputs`).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import platformdirs
@@ -113,3 +115,68 @@ def _make_folders(target: Path) -> list[Path]:
             raise BlurcliError(f"{target}: cannot write ({os_reason(error, target)})") from None
         created.append(folder)
     return created
+
+
+def file_key(path: Path) -> object:
+    """What names one file however it is reached (symlinks, `..`, hard links): its device and
+    inode where it exists, else its absolute path with links followed (or as written, where even
+    that fails: a symlink loop)."""
+    try:
+        status = os.stat(path)
+        return (status.st_dev, status.st_ino)
+    except OSError:
+        return resolved(path)
+
+
+def refuse_overwriting(targets: Iterable[Path], inputs: Iterable[Path], hint: str) -> None:
+    """A UsageError naming the first of `targets` that is one of `inputs` (compared as files, not
+    names: see `file_key`); writing it would destroy what the run reads. `hint` says what to do."""
+    sources = {file_key(path) for path in inputs}
+    for target in targets:
+        if file_key(target) in sources:
+            raise UsageError(f"{target}: refusing to overwrite an input file; {hint}")
+
+
+def check_outputs(
+    outputs: Mapping[Path, Callable[[Path], bool]],
+    inputs: Iterable[Path] = (),
+    folders: Mapping[str, Path | None] | None = None,
+    option: str = "--out",
+) -> None:
+    """A UsageError, before any work, where writing `outputs` would lose a file: one of `inputs`
+    (`refuse_overwriting`), anything inside the `folders` a run reads (by option: a dataset), or
+    an existing file that is not one the run may replace (each output maps to that test: a
+    checkpoint or a log of an earlier run). A folder in the way is left to `check_writable`."""
+    refuse_overwriting(outputs, inputs, f"give {option} another name")
+    for name, folder in (folders or {}).items():
+        if folder is None:
+            continue
+        for target in outputs:
+            if _inside(target, folder):
+                raise UsageError(
+                    f"{target}: inside {name} {folder}, which this run reads; give {option} elsewhere"
+                )
+    for target, replaceable in outputs.items():
+        if os.path.lexists(target) and not is_dir(target) and not replaceable(target):
+            raise UsageError(
+                f"{target}: refusing to replace a file blurcli did not write here; "
+                f"move it or give {option} another name"
+            )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or under it, as written or with links followed."""
+    places = {Path(os.path.abspath(folder)), resolved(folder)}
+    for candidate in (Path(os.path.abspath(path)), resolved(path)):
+        if any(candidate == place or place in candidate.parents for place in places):
+            return True
+    return False
+
+
+def resolved(path: Path) -> Path:
+    """`path` made absolute with its links followed, or, where that fails (a symlink loop), as
+    written: the file is still reported, by whatever reads it, with the OS's reason."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
+        return Path(os.path.abspath(path))

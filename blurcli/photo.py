@@ -110,13 +110,18 @@ def to_8bit(pixels: np.ndarray) -> np.ndarray:
     return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
+_PNG_END = b"\x00\x00\x00\x00IEND"  # the IEND chunk's length (0) and type; its CRC follows
+
+
 def _truncation(data: bytes, fmt: str | None) -> str | None:
     """Why encoded bytes are visibly cut short, or None; OpenCV would decode them half grey."""
     if fmt == ".jpg":
         last_scan = data.rfind(b"\xff\xda")
         if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
             return "truncated JPEG (no end-of-image marker)"
-    if fmt == ".png" and b"IEND" not in data[-64:]:
+    # A PNG ends at its IEND chunk, wherever that is: bytes after it (a camera's or an app's
+    # trailer) are ignored, as libpng ignores them.
+    if fmt == ".png" and data.rfind(_PNG_END, 0, len(data) - 4) < 0:
         return "truncated PNG (no IEND chunk)"
     return None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.metadata import MARKED_FORMATS, output_mark, sniff_format
-from blurcli.paths import refuse_overwriting
+from blurcli.paths import refuse_overwriting, resolved
 from blurcli.photo import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, normalize_extension, writable_format
 from blurcli.video import VIDEO_EXTENSIONS, is_video, video_output_extension
 
@@ -118,15 +118,6 @@ def gather_inputs(
         for file, root in pairs:
             found.setdefault(resolved(file), (file, root))
     return list(found.values()), left
-
-
-def resolved(path: Path) -> Path:
-    """`path` made absolute with its links followed, or, where that fails (a symlink loop), as
-    written: the file is still reported, by the reader, with the OS's reason."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
-        return Path(os.path.abspath(path))
 
 
 def _folder_images(

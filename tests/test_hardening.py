@@ -232,6 +232,20 @@ def test_a_failed_write_to_stdout_is_blamed_on_stdout(tiny_weights: Path) -> Non
     assert results[0].error == "<stdout>: cannot write (Broken pipe)"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full to write to")
+def test_a_full_stdout_is_blamed_on_stdout_not_the_photo(tmp_path: Path, tiny_weights: Path) -> None:
+    from blurcli.export import export_onnx
+
+    export_onnx(tiny_weights, tmp_path / "tiny.onnx")  # no torch to start in the process below
+    write_image(tmp_path / "a.jpg", _photo(24))
+    command = [sys.executable, "-m", "blurcli", "blur", "a.jpg", "-o", "out.jpg", "--json", "-w", "tiny.onnx"]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(command, cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.decode() == "error: standard output: cannot write (No space left on device)\n"
+    assert read_photo(tmp_path / "out.jpg").pixels.shape == (48, 64, 3)
+
+
 def test_local_weights_show_no_download_bar(tiny_weights: Path) -> None:
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100)

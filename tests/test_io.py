@@ -85,6 +85,12 @@ def test_truncated_png_is_reported() -> None:
         decode_image(data[:-20], "cut.png")
 
 
+def test_bytes_after_a_pngs_end_are_ignored_as_libpng_does() -> None:
+    data = encode_image(_gradient(), ".png")
+    trailer = b"\x00" * 100 + b"an app's trailer after IEND"
+    np.testing.assert_array_equal(decode_image(data + trailer, "x.png"), decode_image(data, "x.png"))
+
+
 def test_unreadable_file_is_reported(tmp_path: Path, lock: Callable[[Path], None]) -> None:
     path = tmp_path / "locked.jpg"
     path.write_bytes(EXAMPLE.read_bytes())

@@ -111,6 +111,32 @@ def test_export_command_makes_a_model_blur_takes(tmp_path: Path, tiny_weights: P
     assert (tmp_path / "x.png").read_bytes() == (tmp_path / "y.png").read_bytes()
 
 
+@pytest.mark.parametrize("output", ["m.pt", "link.pt", "sub/../m.pt"])
+def test_export_refuses_to_overwrite_its_checkpoint(tmp_path: Path, tiny_weights: Path, output: str) -> None:
+    checkpoint = tmp_path / "m.pt"
+    checkpoint.write_bytes(tiny_weights.read_bytes())
+    (tmp_path / "link.pt").symlink_to(checkpoint)
+    (tmp_path / "sub").mkdir()
+    done = runner.invoke(app, ["export", str(checkpoint), "-o", str(tmp_path / output)])
+    assert done.exit_code == 2
+    refusal = f"{tmp_path / output}: refusing to overwrite an input file; give -o another name"
+    assert done.stderr == f"error: {refusal}\n"
+    assert checkpoint.read_bytes() == tiny_weights.read_bytes()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_an_onnx_model_with_weights_that_are_not_finite_is_refused(
+    tmp_path: Path, tiny_weights: Path, value: float
+) -> None:
+    checkpoint = load_checkpoint(tiny_weights)
+    checkpoint.state_dict["downs.0.1.0.0.weight"].view(-1)[5] = value  # past a ReLU: a probe could miss it
+    model, _ = onnx_model(checkpoint)
+    (tmp_path / "nan.onnx").write_bytes(model)
+    refusal = r"^\S*nan\.onnx: damaged blurcli model \(weight \S+ holds NaN or infinite values\)$"
+    with pytest.raises(BlurcliError, match=refusal):
+        new_segmenter(str(tmp_path / "nan.onnx"), "cpu")
+
+
 def test_an_onnx_file_blurcli_did_not_export_is_named(tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     graph = onnx.helper.make_graph(

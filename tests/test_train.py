@@ -348,3 +348,94 @@ def test_curves_leave_out_values_that_are_not_finite(tmp_path: Path) -> None:
     ]
     plot_history(history, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+# Outputs never replace what a run reads, nor a file blurcli did not write.
+
+
+def test_out_naming_a_file_of_the_dataset_is_refused_and_the_file_kept(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "parts_train.txt").write_text("Aaron_Eckhart 1\n")
+    with pytest.raises(UsageError, match=r"parts_train\.txt: inside --data"):
+        train(_config(data, data / "parts_train.txt"))
+    assert (data / "parts_train.txt").read_text() == "Aaron_Eckhart 1\n"
+    assert sorted(p.name for p in data.iterdir()) == ["parts_train.txt"]
+
+
+def test_out_inside_the_dataset_through_a_link_is_refused(lfw_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(lfw_dir)
+    with pytest.raises(UsageError, match="inside --data"):
+        train(_config(lfw_dir, tmp_path / "link" / "run" / "m.pt"))
+    with pytest.raises(UsageError, match="inside --data"):
+        train(_config(tmp_path / "link", lfw_dir / "run" / ".." / "m.pt"))
+
+
+@pytest.mark.parametrize("name", ["m.pt", "m.last.pt", "m.log.jsonl", "m.curves.png", "m.e002.pt"])
+def test_a_file_blurcli_did_not_write_is_never_replaced(lfw_dir: Path, tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_text("a user's notes\n")
+    with pytest.raises(UsageError, match=re.escape(f"{name}: refusing to replace a file blurcli did not")):
+        train(_config(lfw_dir, tmp_path / "m.pt", snapshots=True))
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert (tmp_path / name).read_text() == "a user's notes\n"
+
+
+def test_a_rerun_replaces_what_an_earlier_run_wrote(lfw_dir: Path, tmp_path: Path) -> None:
+    first = train(_config(lfw_dir, tmp_path / "m.pt", epochs=1, snapshots=True))
+    again = train(_config(lfw_dir, tmp_path / "m.pt", epochs=1, snapshots=True, seed=1))
+    assert first.paths == again.paths
+    assert load_checkpoint(again.paths.best).info["train"]["seed"] == 1
+
+
+def test_out_never_replaces_the_checkpoint_it_starts_from(lfw_dir: Path, tmp_path: Path) -> None:
+    start = tmp_path / "start.pt"
+    save_checkpoint(start, Checkpoint(UNetConfig(width=4, depth=2, stem_stride=1), {}, 32))
+    before = start.read_bytes()
+    for overrides in ({"init": start}, {"teacher": start}):
+        with pytest.raises(UsageError, match=r"start\.pt: refusing to overwrite an input file"):
+            train(_config(lfw_dir, tmp_path / "start.pt", **overrides))
+    assert start.read_bytes() == before
+
+
+def test_a_soup_never_replaces_an_ingredient_or_a_dataset_file(lfw_dir: Path, tmp_path: Path) -> None:
+    ingredient = tmp_path / "a.pt"
+    save_checkpoint(ingredient, Checkpoint(UNetConfig(width=4, depth=2, stem_stride=1), {}, 32))
+    with pytest.raises(UsageError, match=r"a\.pt: refusing to overwrite an input file"):
+        greedy_soup(lfw_dir, tmp_path / "." / "a.pt", [ingredient], device="cpu")
+    with pytest.raises(UsageError, match="inside --data"):
+        greedy_soup(lfw_dir, lfw_dir / "parts_train.txt", [ingredient], device="cpu")
+
+
+def test_a_weight_that_is_no_longer_a_number_stops_the_run_before_it_is_saved(
+    lfw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import blurcli.training.loop as loop
+
+    trained = loop.train_epoch
+
+    def overflowing(model: torch.nn.Module, *args: object) -> float:
+        loss = trained(model, *args)  # type: ignore[arg-type]
+        with torch.no_grad():
+            model.head.weight[0, 0, 0, 0] = float("inf")  # the loss was finite: the last step broke it
+        return loss
+
+    monkeypatch.setattr(loop, "train_epoch", overflowing)
+    with pytest.raises(BlurcliError, match=r"^epoch 1: weight head\.weight is not finite: training diverged"):
+        train(_config(lfw_dir, tmp_path / "m.pt"))
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.log.jsonl").exists()
+
+
+def test_a_score_that_is_not_a_number_is_logged_as_null(
+    lfw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import blurcli.training.loop as loop
+
+    scored = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda *args, **kw: {**scored(*args, **kw), "loss": float("nan")})
+    train(_config(lfw_dir, tmp_path / "m.pt", epochs=1))
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    record = json.loads((tmp_path / "m.log.jsonl").read_text(), parse_constant=refuse)
+    assert record["val_loss"] is None and record["epoch"] == 1

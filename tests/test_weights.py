@@ -98,6 +98,28 @@ def test_half_precision_storage_is_smaller_and_loads_as_float32(tmp_path: Path) 
     assert all(v.dtype != torch.float16 for v in loaded.state_dict.values())
 
 
+def test_half_precision_keeps_a_tensor_float16_cannot_hold_in_full(tmp_path: Path) -> None:
+    original = _checkpoint()
+    original.state_dict["head.bias"][0] = 1e6  # past float16's 65504: it would become infinite
+    save_checkpoint(tmp_path / "half.pt", original, half=True)
+    loaded = load_checkpoint(tmp_path / "half.pt")
+    assert loaded.state_dict["head.bias"][0] == 1e6
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_weights_that_are_not_finite_are_refused_naming_the_file_and_tensor(
+    tmp_path: Path, value: float
+) -> None:
+    broken = _checkpoint()
+    broken.state_dict["downs.0.1.0.0.weight"].view(-1)[7] = value
+    save_checkpoint(tmp_path / "nan.pt", broken)
+    with pytest.raises(
+        BlurcliError,
+        match=r"nan\.pt: damaged blurcli checkpoint \(tensor downs\.0\.1\.0\.0\.weight holds NaN or inf",
+    ):
+        load_checkpoint(tmp_path / "nan.pt")
+
+
 class _Exploit:
     """Pickles as a call to os.mkdir: a checkpoint that runs code when unpickled."""
 

@@ -17,10 +17,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from blurcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from blurcli.checkpoint import (
+    Checkpoint,
+    build_model,
+    is_checkpoint,
+    load_checkpoint,
+    non_finite_tensor,
+    save_checkpoint,
+)
 from blurcli.errors import BlurcliError, UsageError, first_line
 from blurcli.model import UNet, UNetConfig, count_parameters
-from blurcli.paths import check_writable, os_reason
+from blurcli.paths import check_outputs, check_writable, os_reason
 from blurcli.preprocess import CLASSES, NORMALIZATION
 from blurcli.refine import RefineOptions
 from blurcli.segment import Segmenter
@@ -40,7 +47,7 @@ from blurcli.training.distributed import (
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import SplitData, load_split, load_unlabelled
 from blurcli.training.losses import Objective, class_weights_from, load_teacher
-from blurcli.training.plot import plot_history
+from blurcli.training.plot import is_curves, plot_history
 from blurcli.training.targets import IGNORE, ccp_codes, lfw_codes, with_teacher
 from blurcli.training.teacher import FOLDERS, read_teacher_labels
 
@@ -133,6 +140,12 @@ class RunPaths:
         stem = self.best.with_suffix("")
         return stem.with_name(f"{stem.name}.e{epoch:03d}.pt")
 
+    def replaceable(self, snapshots: int = 0) -> dict[Path, Callable[[Path], bool]]:
+        """Every file a run writes (with `snapshots` epochs' snapshots) -> the test of whether a file
+        already there is one an earlier run wrote, which this run may replace."""
+        files = {self.best: is_checkpoint, self.last: is_checkpoint, self.log: is_log, self.plot: is_curves}
+        return files | {self.snapshot(epoch): is_checkpoint for epoch in range(1, snapshots + 1)}
+
 
 @dataclass
 class TrainResult:
@@ -169,6 +182,7 @@ def train(
     this process is one rank of a distributed run; only rank 0 writes and calls back."""
     model_config = check_config(config)
     paths = RunPaths.for_output(config.out)
+    check_run_outputs(config, paths)
     ranks = ranks_from_environment()
     device = rank_device(config.device, ranks)
     if ranks.main:
@@ -232,6 +246,31 @@ def check_config(config: TrainConfig) -> UNetConfig:
             f"{MAX_PARAMETERS:,}; the shipped model has under a million"
         )
     return model_config
+
+
+def check_run_outputs(config: TrainConfig, paths: RunPaths) -> None:
+    """A UsageError, before any data is read, where a file the run writes would replace a file of
+    its datasets (anything inside --data, --person-data, --person-labels), a checkpoint it reads
+    (--init, --teacher), or a file that no earlier run wrote (`RunPaths.replaceable`)."""
+    reads = [config.teacher] + ([] if config.resume else [config.init])  # --resume ignores --init
+    check_outputs(
+        paths.replaceable(config.epochs if config.snapshots else 0),
+        [path for path in reads if path is not None],
+        {"--data": config.data, "--person-data": config.person_data, "--person-labels": config.person_labels},
+    )
+
+
+def is_log(path: Path) -> bool:
+    """Whether `path` is a training log a run may replace: JSON lines of epochs, or empty."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(1 << 16)
+        if not first:
+            return True  # a run resumed before its first epoch ended writes no line
+        record = json.loads(first)
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"epoch", "train_loss"} <= record.keys()
 
 
 def _out_of_memory(error: BaseException) -> bool:
@@ -317,10 +356,10 @@ def _train(
             loader = training_loader(dataset, config, epoch, ranks, device)
             train_loss = train_epoch(trained, loader, optimizer, objective, device, use_amp, epoch, on_step)
             train_loss = float(sum_across(np.array([train_loss]))[0]) / ranks.world  # equal steps per rank
-            if not math.isfinite(train_loss):
+            why = _divergence(train_loss, model)
+            if why is not None:  # before anything of this epoch is saved, "best" included
                 raise BlurcliError(
-                    f"epoch {epoch + 1}: the training loss is {train_loss}: training diverged; "
-                    f"lower --lr (it was {config.lr:g})"
+                    f"epoch {epoch + 1}: {why}: training diverged; lower --lr (it was {config.lr:g})"
                 )
             segmenter = Segmenter(
                 TorchNetwork(model, device),
@@ -394,6 +433,14 @@ def _train(
     )
 
 
+def _divergence(loss: float, model: UNet) -> str | None:
+    """Why an epoch's model cannot be kept, or None: a loss or a weight that is not finite."""
+    if not math.isfinite(loss):
+        return f"the training loss is {loss}"
+    name = non_finite_tensor(model.state_dict())
+    return None if name is None else f"weight {name} is not finite"
+
+
 def training_loader(
     dataset: SegmentationDataset, config: TrainConfig, epoch: int, ranks: Ranks, device: torch.device
 ) -> DataLoader:
@@ -419,12 +466,25 @@ def training_loader(
 
 
 def _write_log(path: Path, records: list[dict[str, Any]], mode: str) -> None:
-    """Write (mode "w") or append ("a") JSON lines; the file system's refusal names the log."""
+    """Write (mode "w") or append ("a") JSON lines, strict JSON: a figure that is NaN or infinite
+    (a validation loss gone bad, say) is null. The file system's refusal names the log."""
+    lines = [json.dumps(_nulled(record), allow_nan=False) + "\n" for record in records]
     try:
         with path.open(mode) as log:
-            log.writelines(json.dumps(record) + "\n" for record in records)
+            log.writelines(lines)
     except OSError as error:
         raise BlurcliError(f"{path}: cannot write ({os_reason(error, path)})") from None
+
+
+def _nulled(value: Any) -> Any:
+    """`value` with every float that is NaN or infinite, however deep, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _nulled(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nulled(item) for item in value]
+    return value
 
 
 def train_epoch(

@@ -9,11 +9,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from blurcli.photo import write_image
+from blurcli.metadata import add_output_mark, image_size, output_mark, sniff_format
+from blurcli.photo import encode_image, write_file
+
+PLOT_SIZE = (900, 360)  # width, height
+CURVES_MARK = "curves"  # blurcli's mark in the PNG (metadata.add_output_mark): a run may replace it
 
 
-def plot_history(history: list[dict[str, Any]], path: Path, size: tuple[int, int] = (900, 360)) -> None:
-    """Draw loss (train, validation) and validation mIoU per epoch into a PNG, with OpenCV only."""
+def plot_history(history: list[dict[str, Any]], path: Path, size: tuple[int, int] = PLOT_SIZE) -> None:
+    """Draw loss (train, validation) and validation mIoU per epoch into a PNG, with OpenCV only;
+    the PNG carries blurcli's mark, so a later run knows it may replace it (`is_curves`)."""
     width, height = size
     canvas = np.full((height, width, 3), 255, np.uint8)
     panels = [
@@ -23,7 +28,20 @@ def plot_history(history: list[dict[str, Any]], path: Path, size: tuple[int, int
     panel_width = width // len(panels)
     for index, (title, series) in enumerate(panels):
         _draw_panel(canvas, index * panel_width, panel_width, height, title, series, history)
-    write_image(path, canvas)
+    write_file(path, add_output_mark(encode_image(canvas, ".png"), CURVES_MARK))
+
+
+def is_curves(path: Path) -> bool:
+    """Whether `path` holds training curves blurcli drew (a run may replace them): its mark, or,
+    for curves drawn before the mark, a PNG of the plot's size."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    if output_mark(head) == CURVES_MARK:
+        return True
+    return sniff_format(head) == ".png" and output_mark(head) is None and image_size(head) == PLOT_SIZE
 
 
 def _draw_panel(

@@ -11,11 +11,11 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from blurcli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from blurcli.checkpoint import Checkpoint, is_checkpoint, load_checkpoint, save_checkpoint
 from blurcli.device import resolve_device
 from blurcli.errors import UsageError
 from blurcli.model import UNet, count_parameters
-from blurcli.paths import check_writable
+from blurcli.paths import check_outputs, check_writable
 from blurcli.segment import Segmenter
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import load_split
@@ -77,6 +77,7 @@ def greedy_soup(
         raise UsageError("--soup needs at least one checkpoint")
     check_soup_metric(metric)
     target = resolve_device(device)
+    check_outputs({out: is_checkpoint}, ingredients, {"--data": data})
     check_writable([out])  # before hours of scoring, not after
     checkpoints = [load_checkpoint(path) for path in ingredients]
     first = checkpoints[0]
