@@ -18,7 +18,7 @@ from typing import Any
 
 from blurcli.codec_messages import capturing
 from blurcli.errors import BlurcliError
-from blurcli.metadata import add_output_mark
+from blurcli.metadata import add_output_mark, more_frames
 from blurcli.paths import os_reason
 from blurcli.photo import (
     DEFAULT_MAX_PIXELS,
@@ -55,12 +55,14 @@ class FileResult:
     reason: str | None = None
     frames: int | None = None  # videos only
     fps: float | None = None  # videos only
+    note: str | None = None  # what the user should know of a done file (an animation's first frame)
 
     def to_json(self) -> str:
         """One JSON line for scripts: input, output, status, error, ms, reason (and for a video,
-        frames and fps)."""
+        frames and fps; a note where there is one)."""
         line = {**asdict(self), "ms": round(self.ms, 1)}
-        return json.dumps({k: v for k, v in line.items() if v is not None or k not in ("frames", "fps")})
+        optional = ("frames", "fps", "note")
+        return json.dumps({k: v for k, v in line.items() if v is not None or k not in optional})
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ class Runner:
                 self.options.video,
                 self.task.subject_only,
                 self.heads,
+                self.options.max_pixels,
             )
         except Exception as error:  # a bad video is reported, the batch goes on
             return failed_result(job, error, started)
@@ -272,7 +275,8 @@ class Runner:
         except Exception as error:  # a bad file is reported, the batch goes on
             return failed_result(job, error, loaded.started)
         output = STDOUT if job.target is None else str(job.target)
-        return FileResult(job.name, output, "done", None, (time.perf_counter() - loaded.started) * 1000)
+        ms = (time.perf_counter() - loaded.started) * 1000
+        return FileResult(job.name, output, "done", None, ms, note=more_frames(loaded.data))
 
     def _write_stdout(self, data: bytes) -> None:
         if self.write_stdout is None:

@@ -263,6 +263,10 @@ def _run_jobs(
             elif result.reason and result.reason.startswith(NAMED_LIKE_OUTPUT):  # maybe a user's photo
                 note = f"skipped {result.input}: {result.reason}"
                 console.print(note, highlight=False, soft_wrap=True, markup=False)
+            elif result.note:
+                console.print(
+                    f"note: {result.input}: {result.note}", highlight=False, soft_wrap=True, markup=False
+                )
             if as_json:
                 _print_stdout(result.to_json() + "\n")
 

@@ -345,3 +345,29 @@ def _webp_mark(data: bytes) -> bytes | None:
 def webp_lossless(data: bytes) -> bool:
     """Whether a WebP's image is a VP8L (lossless) bitstream."""
     return next((kind == b"VP8L" for kind, _ in webp_chunks(data) if kind in (b"VP8 ", b"VP8L")), False)
+
+
+def more_frames(data: bytes) -> str | None:
+    """What a photo holds beyond the one picture blurcli reads, in words (an animation's other
+    frames, a TIFF's other pages), or None: said on the file's record, never dropped silently."""
+    fmt = sniff_format(data)
+    if fmt == ".png" and any(kind == b"acTL" for kind, _ in png_metadata_chunks(data)):
+        return "an animated PNG: only its first frame was read"
+    if fmt == ".webp" and any(kind in (b"ANIM", b"ANMF") for kind, _ in webp_chunks(data)):
+        return "an animated WebP: only its first frame was read"
+    if fmt == ".tif" and _tiff_next_page(data):
+        return "a TIFF of several pages: only its first page was read"
+    return None
+
+
+def _tiff_next_page(tiff: bytes) -> bool:
+    """Whether a TIFF's first IFD links to another (a second page)."""
+    order = "<" if tiff[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(order + "I", tiff[4:8])
+        (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+        end = ifd + 2 + 12 * count
+        (following,) = struct.unpack(order + "I", tiff[end : end + 4])
+    except struct.error:
+        return False
+    return following != 0

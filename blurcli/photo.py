@@ -137,8 +137,13 @@ def check_size(
     fmt = sniff_format(data)
     if size is None and fmt in _FORMAT_NAMES:
         raise BlurcliError(f"{source}: damaged {_FORMAT_NAMES[fmt]} (no image size in its header)")
-    if size is not None and size[0] * size[1] > max_pixels:
-        width, height = size
+    if size is not None:
+        check_pixels(*size, source, max_pixels)
+
+
+def check_pixels(width: int, height: int, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse a picture (a photo, or a video's frames) of more than `max_pixels`, in one line."""
+    if width * height > max_pixels:
         raise BlurcliError(
             f"{source}: {width}x{height} is {_pixels(width * height)}, over the limit of "
             f"{_pixels(max_pixels)} (raise it with --max-pixels if the file is trusted)"

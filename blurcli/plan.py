@@ -193,8 +193,17 @@ def plan_jobs(
         if len(inputs) != 1:
             raise UsageError(f"-o - writes one image to stdout, but there are {len(inputs)} inputs")
         path = inputs[0][0]
+        if is_video(path):
+            raise UsageError(f"-o -: {path} is a video, which cannot go to stdout; give a file name")
         return [Job(path, None, ext or default or writable_format(path.suffix or ".png"))]
     target_file = _output_file(output, len(inputs), ext)
+    if target_file is not None and is_video(inputs[0][0]) != is_video(target_file):
+        kind, names = (
+            ("a video", "a video name (.mp4, .mov, .mkv)")
+            if is_video(inputs[0][0])
+            else ("a photo", "an image name (.jpg, .png, .webp, .bmp, .tif)")
+        )
+        raise UsageError(f"-o {output}: {inputs[0][0]} is {kind}; give {names}")
     in_folder = suffix if folder_suffix is None else folder_suffix
     jobs = []
     for path, root in inputs:
@@ -234,6 +243,11 @@ def _output_file(output: Path | str | None, count: int, ext: str | None) -> Path
         return None
     if path.exists() and count > 1:
         raise UsageError(f"-o {output} is an existing file, but there are {count} inputs; give a folder")
+    if path.suffix.lower() in INPUT_EXTENSIONS and path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise UsageError(
+            f"-o {output}: blurcli reads {path.suffix} photos but does not write them; name a .jpg, "
+            ".png, .webp, .bmp or .tif file (or a folder, ending in /)"
+        )
     if path.suffix.lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
         return None  # '2024.06', 'out': a folder
     if count > 1:
@@ -295,6 +309,11 @@ def add_masks(
         else:
             if job.target is None:
                 raise UsageError("--save-mask needs an output file (-o), not stdout")
+            if job.source is not None and is_video(job.source):
+                raise UsageError(
+                    f"--save-mask: {job.source} is a video, which gets no mask file yet "
+                    f"(blurcli predict {job.source} writes a mask video)"
+                )
             stem = job.target.stem if job.source is None else job.source.stem
             mask_target = job.target.with_name(f"{stem}{MASK_SUFFIX}.png")
             planned.append(Job(job.source, job.target, job.format, mask_target=mask_target))

@@ -22,7 +22,7 @@ import numpy as np
 from blurcli.errors import BlurcliError, UsageError, first_line
 from blurcli.follow import Follower
 from blurcli.paths import temp_path
-from blurcli.photo import Photo
+from blurcli.photo import DEFAULT_MAX_PIXELS, Photo, check_pixels
 from blurcli.render import Mask, Rendered
 from blurcli.second_look import HeadOptions
 from blurcli.segment import Segmenter
@@ -83,11 +83,12 @@ def process_video(
     options: VideoOptions = VideoOptions(),
     subject_only: bool = True,
     heads: HeadOptions | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> VideoResult:
     """Read `source`, render every frame with its steadied mask, write `target` atomically (H.264
     in the target's container, audio copied). With `heads`, the second look at people not framed
-    like a portrait, its wide look on cuts and every few frames (`follow`). Errors are one line
-    naming `source`."""
+    like a portrait, its wide look on cuts and every few frames (`follow`). Frames of more than
+    `max_pixels` are refused before any is decoded. Errors are one line naming `source`."""
     av = _import_av(source)
     tmp = temp_path(target)
     try:
@@ -97,6 +98,8 @@ def process_video(
     try:
         if not container.streams.video:
             raise BlurcliError(f"{source}: no video stream")
+        context = container.streams.video[0].codec_context
+        check_pixels(context.width, context.height, str(source), max_pixels)
         target.parent.mkdir(parents=True, exist_ok=True)
         output = av.open(str(tmp), "w", format=_CONTAINERS[video_output_extension(target.suffix)])
         try:

@@ -112,3 +112,27 @@ def test_a_symlink_loop_is_a_failed_file_with_the_systems_reason(
         records["a.jpg"]["error"] == f"{tmp_path / 'a.jpg'}: cannot read (Too many levels of symbolic links)"
     )
     assert records["good.jpg"]["status"] == "done"
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("anim.png", "an animated PNG: only its first frame was read"),
+        ("anim.webp", "an animated WebP: only its first frame was read"),
+        ("pages.tif", "a TIFF of several pages: only its first page was read"),
+    ],
+)
+def test_a_photo_of_several_frames_says_only_the_first_was_read(
+    tmp_path: Path, tiny_weights: Path, name: str, says: str
+) -> None:
+    image = pytest.importorskip("PIL.Image")
+    frames = [image.new("RGB", (16, 12), colour) for colour in ("red", "blue")]
+    frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], lossless=True)
+    result = _blur(tiny_weights, tmp_path / name, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    [record] = map(json.loads, result.stdout.splitlines())
+    assert record["status"] == "done" and record["note"] == says
+    assert f"note: {tmp_path / name}: {says}" in result.stderr
+    frames[0].save(tmp_path / f"one{Path(name).suffix}")
+    single = _blur(tiny_weights, tmp_path / f"one{Path(name).suffix}", "-o", tmp_path / "out", "--json")
+    assert "note" not in json.loads(single.stdout)

@@ -269,3 +269,49 @@ def test_a_variable_frame_rate_keeps_every_timestamp(tmp_path: Path, tiny_weight
     assert before["stamps"] == pytest.approx([s / 24 for s in stamps], abs=1e-3)
     assert after["stamps"] == pytest.approx(before["stamps"], abs=1e-3)
     assert after["audio"] == before["audio"]
+
+
+def test_max_pixels_applies_to_a_videos_frames(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = make_clip(tmp_path / "a.mp4", frames=2, size=(64, 48))
+    result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights), "--max-pixels", "3000"])
+    assert result.exit_code == 1
+    assert "a.mp4: 64x48 is 3,072 pixels, over the limit of 3,000 pixels" in result.stderr
+    assert not (tmp_path / "a_blurred.mp4").exists()
+
+
+def test_save_mask_on_a_video_is_refused_up_front(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = make_clip(tmp_path / "a.mp4", frames=2)
+    result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights), "--save-mask"])
+    assert result.exit_code == 2
+    assert "a.mp4 is a video, which gets no mask file yet" in result.stderr
+    assert not (tmp_path / "a_blurred.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("output", "says"),
+    [
+        ("out.png", "a.mp4 is a video; give a video name"),
+        ("-", "a.mp4 is a video, which cannot go to stdout"),
+        ("out.heic", "blurcli reads .heic photos but does not write them"),
+    ],
+)
+def test_a_named_output_must_fit_the_video(
+    tmp_path: Path, tiny_weights: Path, output: str, says: str
+) -> None:
+    clip = make_clip(tmp_path / "a.mp4", frames=2)
+    result = runner.invoke(
+        app,
+        ["blur", str(clip), "-w", str(tiny_weights), "-o", str(tmp_path / output) if output != "-" else "-"],
+    )
+    assert result.exit_code == 2
+    assert says in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
+
+
+def test_a_photo_cannot_be_named_into_a_video_file(tmp_path: Path, tiny_weights: Path) -> None:
+    write_image(tmp_path / "a.jpg", np.zeros((8, 8, 3), np.uint8))
+    result = runner.invoke(
+        app, ["blur", str(tmp_path / "a.jpg"), "-w", str(tiny_weights), "-o", str(tmp_path / "o.mp4")]
+    )
+    assert result.exit_code == 2
+    assert "a.jpg is a photo; give an image name" in result.stderr
