@@ -127,7 +127,7 @@ class Runner:
             if on_result:
                 on_result(result)
 
-        todo, videos = [], []
+        todo, videos, existing = [], [], []
         for job in jobs:
             try:
                 exists = job.target is not None and job.target.exists()
@@ -143,10 +143,11 @@ class Runner:
                 report(FileResult(job.name, None, "skipped", reason=job.skip))
             elif exists and not self.options.overwrite:
                 report(FileResult(job.name, str(job.target), "skipped", reason=EXISTS))
+                existing.append(job)  # an --overwrite run killed mid-write may have left its temp file
             else:
                 (videos if job.source is not None and is_video(job.source) else todo).append(job)
         if self.clean_parts:
-            remove_parts_of(todo + videos)
+            remove_parts_of(todo + videos + existing)
         pool = ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="blurcli")
         # The workers keep the other cores busy; a multi-threaded forward pass would wait on them
         # at every layer (10x slower on two cores), a single-threaded one does not.

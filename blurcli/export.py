@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from blurcli.errors import BlurcliError
 from blurcli.onnx_network import METADATA_KEY, NetworkSpec
-from blurcli.paths import data_home, refuse_overwriting
-from blurcli.photo import write_file
+from blurcli.paths import HOME_ENV, data_home, os_reason, refuse_overwriting
+from blurcli.photo import write_bytes_atomic, write_file
 from blurcli.weights import sha256_of
 
 if TYPE_CHECKING:
@@ -29,13 +29,18 @@ def export_onnx(checkpoint_path: Path, out: Path) -> NetworkSpec:
     """Write `checkpoint_path`'s model as ONNX to `out` (atomically); returns what it records.
     `out` naming the checkpoint itself (through links or `..` too) is a UsageError."""
     refuse_overwriting([out], [checkpoint_path], "give -o another name")
+    model, spec = exported(checkpoint_path)
+    write_file(out, model)
+    return spec
+
+
+def exported(checkpoint_path: Path) -> tuple[bytes, NetworkSpec]:
+    """A torch checkpoint file -> its serialised ONNX model and spec (`onnx_model`)."""
     try:
         from blurcli.checkpoint import load_checkpoint
     except ImportError:
         raise BlurcliError(f"{checkpoint_path}: a torch checkpoint; blurcli {_NEEDS_TRAIN}") from None
-    model, spec = onnx_model(load_checkpoint(checkpoint_path), str(checkpoint_path))
-    write_file(out, model)
-    return spec
+    return onnx_model(load_checkpoint(checkpoint_path), str(checkpoint_path))
 
 
 def onnx_model(checkpoint: Checkpoint, source: str = "weights") -> tuple[bytes, NetworkSpec]:
@@ -73,5 +78,12 @@ def cached_export(checkpoint_path: Path) -> Path:
     """The ONNX export of a torch checkpoint, made once and kept in the data dir under its sha256."""
     target = data_home() / "onnx" / f"{sha256_of(checkpoint_path)[:16]}-{checkpoint_path.stem}.onnx"
     if not target.is_file():
-        export_onnx(checkpoint_path, target)
+        model, _ = exported(checkpoint_path)
+        try:
+            write_bytes_atomic(target, model)
+        except OSError as error:
+            raise BlurcliError(
+                f"{target.parent}: cannot keep the model exported from {checkpoint_path} there "
+                f"({os_reason(error, target.parent)}); set {HOME_ENV} to a writable folder"
+            ) from None
     return target

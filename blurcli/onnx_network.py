@@ -201,6 +201,13 @@ def read_spec(session: Any, path: Path | str) -> NetworkSpec:
     recorded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if recorded is None:
         raise BlurcliError(f"{path}: an ONNX model, but not one blurcli exported (blurcli export makes one)")
+    inputs = [(node.name, len(node.shape)) for node in session.get_inputs()]
+    if inputs != [("pixels", 4)]:
+        found = ", ".join(f"{name} ({rank}-D)" for name, rank in inputs) or "none"
+        raise BlurcliError(
+            f"{path}: blurcli's metadata, but not its network: it takes {found}, not one 4-D 'pixels' "
+            "(blurcli export makes a model blur can run)"
+        )
     try:
         spec = json.loads(recorded)
         return NetworkSpec(

@@ -193,6 +193,19 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
     assert live.exists() and other.exists() and not stale.exists()
 
 
+def test_a_rerun_that_skips_an_existing_output_still_removes_its_killed_temp_file(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    write_image(tmp_path / "a.jpg", _photo(3))
+    assert _run("blur", tmp_path / "a.jpg", "-w", tiny_weights).exit_code == 0
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    stale = tmp_path / f".a_blurred.jpg.{int(dead.stdout)}.0123abcd.part"  # an --overwrite run, killed
+    stale.write_bytes(b"half")
+    again = _run("blur", tmp_path / "a.jpg", "-w", tiny_weights)
+    assert again.exit_code == 0 and "1 output exists" in again.stderr
+    assert not stale.exists()
+
+
 # 7. Output names.
 
 

@@ -15,6 +15,7 @@ from blurcli.checkpoint import load_checkpoint
 from blurcli.cli import app
 from blurcli.errors import BlurcliError
 from blurcli.export import onnx_model
+from blurcli.onnx_network import METADATA_KEY
 from blurcli.paths import data_home
 from blurcli.photo import read_image, write_image
 from blurcli.preprocess import normalize
@@ -99,6 +100,20 @@ def test_a_torch_checkpoint_is_exported_once_and_cached(tmp_path: Path, tiny_wei
     assert (tmp_path / "1.png").read_bytes() == (tmp_path / "2.png").read_bytes()
 
 
+def test_a_cache_that_cannot_hold_the_export_says_to_set_blurcli_home(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "home").write_text("a file where the data dir should be")
+    monkeypatch.setenv("BLURCLI_HOME", str(tmp_path / "home"))
+    write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    result = runner.invoke(app, ["blur", str(tmp_path / "a.png"), "-w", str(tiny_weights), "--device", "cpu"])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "cannot keep the model exported from" in line and line.endswith(
+        "set BLURCLI_HOME to a writable folder"
+    )
+
+
 def test_export_command_makes_a_model_blur_takes(tmp_path: Path, tiny_weights: Path) -> None:
     done = runner.invoke(app, ["export", str(tiny_weights), "-o", str(tmp_path / "tiny.onnx")])
     assert done.exit_code == 0, done.output
@@ -149,6 +164,35 @@ def test_an_onnx_file_blurcli_did_not_export_is_named(tmp_path: Path) -> None:
     with pytest.raises(BlurcliError, match=r"plain\.onnx: an ONNX model, but not one blurcli exported"):
         new_segmenter(str(tmp_path / "plain.onnx"), "cpu")
     assert default_weights().suffix == ".onnx"
+
+
+def test_blurcli_metadata_on_another_network_is_refused_once_before_any_photo(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["image"], ["logits"])],
+        "other",
+        [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, None)],
+    )
+    model = onnx.helper.make_model(graph)
+    spec = default_segmenter_spec()
+    onnx.helper.set_model_props(model, {METADATA_KEY: spec})
+    (tmp_path / "other.onnx").write_bytes(model.SerializeToString())
+    for index in range(3):
+        write_image(tmp_path / f"p{index}.png", np.zeros((8, 8, 3), np.uint8))
+    result = runner.invoke(app, ["blur", *(str(tmp_path / f"p{i}.png") for i in range(3)), "-w",
+                                 str(tmp_path / "other.onnx"), "-o", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "other.onnx: blurcli's metadata, but not its network: it takes image (4-D)" in line
+
+
+def default_segmenter_spec() -> str:
+    """The metadata a blurcli export records, read from the shipped model."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(default_weights()), providers=["CPUExecutionProvider"])
+    return session.get_modelmeta().custom_metadata_map[METADATA_KEY]
 
 
 def test_thread_settings_change_the_session_not_the_numbers() -> None:
