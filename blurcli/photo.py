@@ -229,6 +229,20 @@ def _standard_layout(pixels: np.ndarray, source: str) -> np.ndarray:
     raise BlurcliError(f"{source}: {pixels.shape[2]}-channel images are not supported")
 
 
+def decode_pixels(data: bytes, source: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """Encoded bytes -> OpenCV's pixels (BGR for colour), with what the codecs print caught as for
+    photos: a damaged file is one line naming it, and nothing reaches the terminal. For datasets,
+    whose files (PPM masks among them) need none of a photo's metadata."""
+    with capturing():
+        pixels, messages = watched(lambda: cv2.imdecode(np.frombuffer(data, np.uint8), flags))
+    damage = [plain(line) for line in messages if is_damage(line)]
+    if damage:
+        raise BlurcliError(f"{source}: damaged image ({damage[0]})")
+    if pixels is None or pixels.size == 0:
+        raise BlurcliError(f"{source}: missing or not an image")
+    return pixels
+
+
 def decode_image(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Encoded bytes -> (H, W, 3) uint8 RGB, upright; for code that only wants colour pixels."""
     return to_rgb8(decode_photo(data, source, max_pixels).pixels)

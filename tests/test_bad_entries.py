@@ -136,3 +136,26 @@ def test_a_photo_of_several_frames_says_only_the_first_was_read(
     frames[0].save(tmp_path / f"one{Path(name).suffix}")
     single = _blur(tiny_weights, tmp_path / f"one{Path(name).suffix}", "-o", tmp_path / "out", "--json")
     assert "note" not in json.loads(single.stdout)
+
+
+def test_eval_on_a_damaged_dataset_photo_is_one_line_and_no_codec_noise(
+    lfw_dir: Path, tmp_path: Path, tiny_weights: Path
+) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    data = tmp_path / "lfw"
+    shutil.copytree(lfw_dir, data)
+    first = (data / "parts_test.txt").read_text().split()
+    photo = data / "lfw_funneled" / first[0] / f"{first[0]}_{int(first[1]):04d}.jpg"
+    whole = photo.read_bytes()
+    photo.write_bytes(whole[:600] + bytes(b ^ 0x5A for b in whole[600:900]) + whole[900:])  # damaged mid-scan
+    done = subprocess.run(
+        [sys.executable, "-m", "blurcli", "eval", "--data", str(data), "--split", "test",
+         "-w", str(tiny_weights), "--device", "cpu"],
+        capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith(f"error: {photo}: damaged image ("), lines

@@ -23,6 +23,7 @@ import numpy as np
 
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.paths import os_reason
+from blurcli.photo import decode_pixels
 
 # The fixed, documented split of the 1,004 pixel-labelled photos (no official one exists).
 SPLITS = {"train": (1, 800), "validation": (801, 900), "test": (901, 1004)}
@@ -201,9 +202,7 @@ def load_person_split(root: Path, split: str, limit: int | None = None, workers:
 
     def pair(name: str) -> tuple[np.ndarray, np.ndarray]:
         photo_name, label_name = f"{PHOTOS}/{name}.jpg", f"{LABELS}/{name}.mat"
-        image = cv2.imdecode(np.frombuffer(read(photo_name), np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise BlurcliError(f"{root / photo_name}: missing or not an image")
+        image = decode_pixels(read(photo_name), str(root / photo_name))
         mask = decode_groundtruth(read(label_name), str(root / label_name))
         if mask.shape != image.shape[:2]:
             raise BlurcliError(

@@ -23,6 +23,7 @@ import numpy as np
 
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.paths import HOME_ENV, cache_home, os_reason
+from blurcli.photo import decode_pixels, read_bytes
 
 SPLIT_FILES = {"train": "parts_train.txt", "validation": "parts_validation.txt", "test": "parts_test.txt"}
 IMAGES_DIR, MASKS_DIR = "lfw_funneled", "parts_lfw_funneled_gt_images"
@@ -196,12 +197,8 @@ def _read_pair(folders: DatasetFolders, stem: str) -> tuple[np.ndarray, np.ndarr
     mask_path = folders.masks / f"{stem}.ppm"
     if not mask_path.exists() and (folders.masks / f"{stem}.png").exists():
         mask_path = folders.masks / f"{stem}.png"  # compacted copy in the cache
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise BlurcliError(f"{image_path}: missing or not an image")
-    mask = cv2.imread(str(mask_path), cv2.IMREAD_COLOR)
-    if mask is None:
-        raise BlurcliError(f"{mask_path}: missing or not an image")
+    image = decode_pixels(read_bytes(image_path), str(image_path))
+    mask = decode_pixels(read_bytes(mask_path), str(mask_path))
     if mask.shape[:2] != image.shape[:2]:
         raise BlurcliError(
             f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, image is "
@@ -277,9 +274,7 @@ def load_unlabelled(root: Path, limit: int | None = None) -> tuple[tuple[str, ..
     names = sorted(found)[:limit]
     images = []
     for name in names:
-        image = cv2.imdecode(np.frombuffer(found[name], np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise BlurcliError(f"{archive if archive.is_file() else root}: {name}.jpg is not an image")
+        image = decode_pixels(found[name], f"{archive if archive.is_file() else root}: {name}.jpg")
         images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     if not images:
         raise BlurcliError(f"{root}: no unlabelled photos found")

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from blurcli.errors import BlurcliError
+from blurcli.photo import decode_pixels, read_bytes
 from blurcli.training.ccp import PersonSplit
 
 IMAGES, MASKS = "images", "masks"
@@ -32,10 +33,8 @@ def load_people(root: Path, limit: int | None = None) -> PersonSplit:
         mask_path = root / MASKS / f"{photo.stem}.png"
         if not mask_path.is_file():
             continue
-        image = cv2.imread(str(photo), cv2.IMREAD_COLOR)  # EXIF orientation applied, as predict does
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-        if image is None or mask is None:
-            raise BlurcliError(f"{photo if image is None else mask_path}: missing or not an image")
+        image = decode_pixels(read_bytes(photo), str(photo))  # EXIF orientation applied, as predict does
+        mask = decode_pixels(read_bytes(mask_path), str(mask_path), cv2.IMREAD_GRAYSCALE)
         if mask.shape != image.shape[:2]:
             raise BlurcliError(
                 f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, "
