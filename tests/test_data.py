@@ -102,7 +102,7 @@ def test_mask_of_another_size_is_rejected(tmp_path: Path) -> None:
 def test_missing_image_names_the_file(tmp_path: Path) -> None:
     root = make_lfw_dataset(tmp_path / "lfw", {"train": 1, "validation": 1, "test": 1})
     shutil.rmtree(next((root / "lfw_funneled").glob("Person_001")))
-    with pytest.raises(BlurcliError, match=r"Person_001_\d{4}\.jpg: missing"):
+    with pytest.raises(BlurcliError, match=r"Person_001_\d{4}\.jpg: no such file"):
         load_split(root, "train")
 
 
