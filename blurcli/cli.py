@@ -685,7 +685,7 @@ def train(
         typer.Option(
             "--soup-by",
             help="The validation figure --soup ranks ingredients by and must not lower: "
-            "mean_iou or subject_iou.",
+            "mean_iou, subject_iou, or uniform (every ingredient, unranked).",
         ),
     ] = "mean_iou",
     quiet: QuietOption = False,

@@ -167,3 +167,21 @@ def test_a_soup_of_person_models_keeps_the_person_output(lfw_dir: Path, tmp_path
     soup = load_checkpoint(result.out)
     assert soup.subjects == ("head", "person") and soup.config.num_classes == 4
     assert set(result.metrics["iou"]) == {"background", "skin", "hair"}  # scored on LFW's head classes
+
+
+def test_a_uniform_soup_averages_every_ingredient_unranked(lfw_dir: Path, tmp_path: Path) -> None:
+    from blurcli.training.soup import average_weights, greedy_soup
+
+    config = UNetConfig(num_classes=4, width=4, depth=2, stem_stride=1)
+    paths = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.pt")
+        save_checkpoint(
+            paths[-1], Checkpoint(config, UNet(config).state_dict(), 32, subjects=("head", "person"))
+        )
+    result = greedy_soup(lfw_dir, tmp_path / "soup.pt", paths, "cpu", limit=4, metric="uniform")
+    assert result.chosen == paths and len(result.steps) == 1
+    expected = average_weights([load_checkpoint(path) for path in paths])
+    soup = load_checkpoint(result.out)
+    assert torch.allclose(soup.state_dict["head.weight"].float(), expected["head.weight"], atol=1e-3)

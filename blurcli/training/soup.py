@@ -42,7 +42,7 @@ def average_weights(checkpoints: Sequence[Checkpoint]) -> dict[str, torch.Tensor
     }
 
 
-SoupMetric = Literal["mean_iou", "subject_iou"]
+SoupMetric = Literal["mean_iou", "subject_iou", "uniform"]  # uniform: every ingredient, unranked
 SOUP_METRICS: tuple[str, ...] = get_args(SoupMetric)
 
 
@@ -69,6 +69,8 @@ def greedy_soup(
 
     Ingredients are ranked by the validation `metric` (mean IoU, or subject IoU when that is the
     figure to improve); each is added to the average only if the average's `metric` does not drop.
+    With "uniform" every ingredient goes in, unranked (for snapshots chosen on a figure LFW does not
+    give, such as the person's on everyday photos).
     Only LFW's validation split is read (the head's figures; a person output is averaged along but
     not scored). The soup is written to `out` (float16) with its validation
     figures, like a trained checkpoint.
@@ -99,13 +101,19 @@ def greedy_soup(
 
     steps = []
     alone = []
-    for index, path in enumerate(ingredients):
+    if metric == "uniform":
+        chosen, best = list(range(len(ingredients))), score(list(range(len(ingredients))))
+        steps.append({"members": [str(path) for path in ingredients], **_soup_figures(best), "kept": True})
+        if on_step:
+            on_step(steps[-1])
+    for index, path in enumerate(ingredients if metric != "uniform" else ()):
         alone.append(score([index]))
         steps.append({"members": [str(path)], **_soup_figures(alone[-1]), "kept": None})
         if on_step:
             on_step(steps[-1])
-    order = sorted(range(len(ingredients)), key=lambda i: -alone[i][metric])
-    chosen, best = [order[0]], alone[order[0]]
+    order = sorted(range(len(alone)), key=lambda i: -alone[i][metric])
+    if order:
+        chosen, best = [order[0]], alone[order[0]]
     for index in order[1:]:
         tried = [*chosen, index]
         candidate = score(tried)
