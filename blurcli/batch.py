@@ -4,6 +4,7 @@ Every job gets one FileResult; one bad file never stops the others."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -184,11 +185,30 @@ class Runner:
         return FileResult(job.name, str(job.target), "done", None, ms, frames=result.frames, fps=result.fps)
 
     def _run(self, pool: ThreadPoolExecutor, jobs: list[Job], report: Callable[[FileResult], None]) -> None:
-        batch_size = max(1, self.options.batch_size)
-        window = batch_size + max(1, self.options.jobs)
         pending = iter(jobs)
         loading: deque[tuple[Job, float, Future[_Loaded]]] = deque()
         saving: set[Future[FileResult]] = set()
+        try:
+            self._batches(pool, pending, loading, saving, report)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: saves under way still finish, and each
+            for future in list(saving):  # written output gets its record; the others never start
+                if not future.cancel():
+                    with contextlib.suppress(Exception):
+                        report(future.result())
+            raise
+
+    def _batches(
+        self,
+        pool: ThreadPoolExecutor,
+        pending: Iterator[Job],
+        loading: deque[tuple[Job, float, Future[_Loaded]]],
+        saving: set[Future[FileResult]],
+        report: Callable[[FileResult], None],
+    ) -> None:
+        """Load ahead, run the model on batches, save on the pool; `saving` always holds the saves
+        not reported yet."""
+        batch_size = max(1, self.options.batch_size)
+        window = batch_size + max(1, self.options.jobs)
         while True:
             for job in pending:
                 loading.append((job, time.perf_counter(), pool.submit(self._load, job)))
@@ -209,11 +229,12 @@ class Runner:
                 if mask is not None:
                     saving.add(pool.submit(self._save, loaded, mask))
             while len(saving) > max(1, self.options.jobs):
-                done, saving = wait(saving, return_when=FIRST_COMPLETED)
+                done, _ = wait(saving, return_when=FIRST_COMPLETED)
                 for future in done:
+                    saving.discard(future)
                     report(future.result())
-        for future in saving:
-            report(future.result())
+        while saving:
+            report(saving.pop().result())
 
     def _load(self, job: Job) -> _Loaded:
         started = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import cv2
@@ -159,3 +160,37 @@ def test_eval_on_a_damaged_dataset_photo_is_one_line_and_no_codec_noise(
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 1
     assert len(lines) == 1 and lines[0].startswith(f"error: {photo}: damaged image ("), lines
+
+
+def test_an_interrupted_batch_reports_every_output_it_wrote(
+    tmp_path: Path, photo: np.ndarray, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blurcli.batch import Runner, RunOptions
+    from blurcli.plan import plan_files
+    from blurcli.render import BlurTask
+    from blurcli.segment import Segmenter, new_segmenter
+
+    for index in range(4):
+        cv2.imwrite(str(tmp_path / f"p{index}.png"), photo)
+    segmenter = new_segmenter(str(tiny_weights), "cpu")
+    calls = []
+    forward = Segmenter.forward
+
+    def interrupted(self: Segmenter, *args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C once the first photo's output has been saved, unreported
+            deadline = time.monotonic() + 10
+            while not list(tmp_path.glob("out/p0_blurred.png")) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            raise KeyboardInterrupt
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "forward", interrupted)
+    records = []
+    jobs = plan_files([str(tmp_path)], tmp_path / "out")
+    runner = Runner(BlurTask(), segmenter, RunOptions(batch_size=1, jobs=2))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(jobs, records.append)
+    written = sorted(path.name for path in (tmp_path / "out").iterdir() if not path.name.startswith("."))
+    assert "p0_blurred.png" in written
+    assert written == sorted(Path(r.output).name for r in records if r.status == "done")
