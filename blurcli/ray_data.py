@@ -12,6 +12,7 @@ filesystem. Ray is the optional `ray` extra, imported only here, only when calle
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -239,8 +240,28 @@ def _connect(cluster: RayOptions) -> tuple[ModuleType, bool]:
         ray.data.DataContext.get_current().enable_progress_bars = False
     if ray.is_initialized():
         return ray, False
+    check_reachable(cluster.address)
     ray.init(address=cluster.address, logging_level=level, log_to_driver=not cluster.quiet)
     return ray, True
+
+
+CONNECT_TIMEOUT = 10.0  # seconds a cluster's address has to answer; Ray itself retries for minutes
+
+
+def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT) -> None:
+    """A cluster's address (host:port, or ray://host:port) must answer a TCP connection within
+    `timeout`, else one line naming it; 'local', 'auto' and None are Ray's to resolve."""
+    if address is None or address in ("local", "auto"):
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise UsageError(f"--ray {address}: give host:port, ray://host:port, auto or local")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        reason = error.strerror or f"no answer in {timeout:g} s"
+        raise BlurcliError(f"--ray {address}: no Ray cluster answers there ({reason})") from None
 
 
 def process_with_ray(

@@ -194,3 +194,36 @@ def test_an_interrupted_batch_reports_every_output_it_wrote(
     written = sorted(path.name for path in (tmp_path / "out").iterdir() if not path.name.startswith("."))
     assert "p0_blurred.png" in written
     assert written == sorted(Path(r.output).name for r in records if r.status == "done")
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_ray_address_nothing_answers_is_one_line_at_once(tmp_path: Path, photo: np.ndarray) -> None:
+    from blurcli.errors import BlurcliError, UsageError
+    from blurcli.ray_data import check_reachable
+
+    port = _closed_port()
+    started = time.monotonic()
+    with pytest.raises(BlurcliError, match=rf"--ray 127\.0\.0\.1:{port}: no Ray cluster answers there \("):
+        check_reachable(f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 5
+    with pytest.raises(UsageError, match="give host:port"):
+        check_reachable("nowhere")
+    check_reachable("auto")  # Ray's to resolve
+
+
+def test_blur_on_an_unreachable_ray_cluster_names_the_address(tmp_path: Path, photo: np.ndarray) -> None:
+    pytest.importorskip("ray")
+    cv2.imwrite(str(tmp_path / "a.jpg"), photo)
+    port = _closed_port()
+    result = runner.invoke(app, ["blur", str(tmp_path / "a.jpg"), "--ray", f"127.0.0.1:{port}"])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: --ray 127.0.0.1:{port}: no Ray cluster answers there")
