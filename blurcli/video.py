@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,15 +101,20 @@ def process_video(
             raise BlurcliError(f"{source}: no video stream")
         context = container.streams.video[0].codec_context
         check_pixels(context.width, context.height, str(source), max_pixels)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        output = av.open(str(tmp), "w", format=_CONTAINERS[video_output_extension(target.suffix)])
+        kind = _CONTAINERS[video_output_extension(target.suffix)]
+        _check_audio(container, kind, target)
+        with _writing(av, target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            output = av.open(str(tmp), "w", format=kind)
         try:
             result = _transcode(
-                av, container, output, segmenter, render, options, subject_only, heads, source
+                av, container, output, segmenter, render, options, subject_only, heads, source, target
             )
         finally:
-            output.close()
-        os.replace(tmp, target)
+            with _writing(av, target):
+                output.close()
+        with _writing(av, target):
+            os.replace(tmp, target)
         return result
     except av.FFmpegError as error:
         raise BlurcliError(f"{source}: damaged video ({first_line(error)})") from None
@@ -127,6 +133,7 @@ def _transcode(
     subject_only: bool,
     heads: HeadOptions | None,
     source: Path,
+    target: Path,
 ) -> VideoResult:
     video = container.streams.video[0]
     pix_fmt = video.codec_context.pix_fmt or "yuv420p"
@@ -136,8 +143,12 @@ def _transcode(
         )
     rate = video.average_rate or video.guessed_rate or 30
     encoder = output.add_stream("libx264", rate=rate)
-    encoder.width, encoder.height = video.codec_context.width, video.codec_context.height
     encoder.pix_fmt = pix_fmt.replace("yuvj", "yuv")
+    # x264 needs even sides where chroma is subsampled: an odd side gets one more pixel, its edge
+    # repeated, rather than failing (321x241 yuv420p comes out 322x242).
+    even_width, even_height = "420" in pix_fmt or "422" in pix_fmt, "420" in pix_fmt
+    width, height = video.codec_context.width, video.codec_context.height
+    encoder.width, encoder.height = width + (width % 2) * even_width, height + (height % 2) * even_height
     # The codec counts time in the input's units, not in 1/rate: a variable frame rate's stamps
     # would round onto one another (and fail to mux) in frames of the average rate.
     encoder.time_base = encoder.codec_context.time_base = video.time_base
@@ -155,7 +166,12 @@ def _transcode(
     writer = _Writer()
 
     def encode(out: Any) -> None:
-        for packet in encoder.encode(out):
+        with _writing(av, target):
+            for packet in encoder.encode(out):
+                output.mux(packet)
+
+    def mux(packet: Any) -> None:
+        with _writing(av, target):
             output.mux(packet)
 
     def flush() -> None:
@@ -171,6 +187,9 @@ def _transcode(
             if rendered.ndim == 2:
                 rendered = np.repeat(rendered[..., None], 3, axis=2)
             rendered = np.rot90(rendered, -turns)
+            extra = (encoder.height - rendered.shape[0], encoder.width - rendered.shape[1])
+            if any(extra):
+                rendered = np.pad(rendered, ((0, extra[0]), (0, extra[1]), (0, 0)), mode="edge")
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rendered), format="rgb24")
             out.pts, out.time_base = frame.pts, frame.time_base
             writer.put(lambda out=out: encode(out))
@@ -185,7 +204,7 @@ def _transcode(
             for item, image in items:
                 if image is None:  # an audio packet, muxed as it came
                     item.stream = audio[item.stream.index]
-                    writer.put(lambda packet=item: output.mux(packet))
+                    writer.put(lambda packet=item: mux(packet))
                     continue
                 pending.append((item, image))
                 if len(pending) >= options.batch_size:
@@ -198,6 +217,28 @@ def _transcode(
     if frames == 0:
         raise BlurcliError(f"{source}: no frames could be decoded")
     return VideoResult(frames, float(rate))
+
+
+@contextmanager
+def _writing(av: Any, target: Path) -> Iterator[None]:
+    """Failures while writing `target` (a full disk, a muxer refusing a stream) blamed on it, not
+    on the input: the temp file's name and FFmpeg's call are left out."""
+    try:
+        yield
+    except (av.FFmpegError, OSError) as error:
+        reason = getattr(error, "strerror", None) or first_line(error)
+        raise BlurcliError(f"{target}: cannot write the video ({reason})") from None
+
+
+def _check_audio(container: Any, kind: str, target: Path) -> None:
+    """Audio the output container cannot hold is refused before any frame, naming what would."""
+    for stream in container.streams.audio:
+        name = stream.codec_context.name
+        if kind == "mp4" and name.startswith("pcm_"):
+            raise BlurcliError(
+                f"{target}: MP4 cannot hold the input's {name} audio, copied untouched; "
+                f"write .mov or .mkv (-o {target.with_suffix('.mkv')})"
+            )
 
 
 class _Writer:

@@ -315,3 +315,52 @@ def test_a_photo_cannot_be_named_into_a_video_file(tmp_path: Path, tiny_weights:
     )
     assert result.exit_code == 2
     assert "a.jpg is a photo; give an image name" in result.stderr
+
+
+def _plain_clip(path: Path, size: tuple[int, int], codec: str, pix_fmt: str, audio_codec: str | None) -> Path:
+    """A short clip of any codec and frame format, with a sine track in `audio_codec` (or none)."""
+    width, height = size
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=12)
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        sound = None
+        if audio_codec:
+            sound = out.add_stream(audio_codec, rate=16000)
+            sound.layout = "mono"
+        for index in range(4):
+            image = np.full((height, width, 3), 40 * index, np.uint8)
+            image[: height // 2, : width // 2] = 220
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        if sound is not None:
+            samples = (3000 * np.sin(np.arange(8000) / 5)).astype(np.int16)[None]
+            chunk = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+            chunk.sample_rate, chunk.pts = 16000, 0
+            for packet in [*sound.encode(chunk), *sound.encode()]:
+                out.mux(packet)
+    return path
+
+
+def test_odd_frame_sizes_get_one_more_pixel_instead_of_failing(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = _plain_clip(tmp_path / "odd.mkv", (33, 25), "mjpeg", "yuvj420p", None)
+    result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights)])
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "odd_blurred.mkv")) as blurred:
+        stream = blurred.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (34, 26)
+        assert sum(1 for _ in blurred.decode(stream)) == 4
+
+
+def test_audio_the_output_cannot_hold_is_blamed_on_the_output(tmp_path: Path, tiny_weights: Path) -> None:
+    clip = _plain_clip(tmp_path / "pcm.mov", (32, 24), "libx264", "yuv420p", "pcm_s16le")
+    result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights), "-o", str(tmp_path / "out.mp4")])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "out.mp4: MP4 cannot hold the input's pcm_s16le audio" in line and "damaged" not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pcm.mov"]
+    kept = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights)])  # a .mov holds it
+    assert kept.exit_code == 0, kept.output
