@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
 
-from benchmarks.common import QUALITY, add_weights, argument_parser, photo_like, timed
+from benchmarks.common import QUALITY, add_weights, argument_parser, peak_rss, photo_like, timed
 
 
 def make_folder(
@@ -84,26 +84,18 @@ def startup_seconds(folder: Path, out: Path, model: list[str]) -> float:
     return seconds
 
 
-# Measures a child's peak RSS from a tiny parent: a child forked from this (large) process would
-# count this process's pages in its ru_maxrss until it execs.
-_RSS_PROBE = (
-    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-)
-
-
 def peak_rss_50mp(work: Path, heads: str = "auto", model: tuple[str, ...] = ()) -> float:
     """Peak RSS in MB of `blurcli blur` on one 50 MP photo (8660 x 5773), in a fresh process."""
     path = work / "big" / "photo50.jpg"
     path.parent.mkdir(exist_ok=True)
     cv2.imwrite(str(path), photo_like(np.random.default_rng(7), 8660, 5773), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    command = [sys.executable, "-c", _RSS_PROBE, sys.executable, "-m", "blurcli", "blur", str(path)]
+    command = [sys.executable, "-m", "blurcli", "blur", str(path)]
     command += ["-o", str(work / "big-out"), "-q", "--heads", heads, *model]
-    seconds, done = timed(lambda: subprocess.run(command, capture_output=True, text=True))
+    seconds, megabytes, done = peak_rss(command)
     if done.returncode != 0:
         raise SystemExit(f"blurcli failed on the 50 MP photo: {done.stderr}")
     print(f"50 MP photo: {seconds:.1f} s wall")
-    return int(done.stdout.split()[-1]) / 1024
+    return megabytes
 
 
 def parse_args() -> argparse.Namespace:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -181,6 +182,22 @@ def timed(run: Callable[[], T]) -> tuple[float, T]:
     started = time.perf_counter()
     result = run()
     return time.perf_counter() - started, result
+
+
+# A child's peak RSS measured from a tiny parent: a child forked from a large process would count
+# that process's pages in its ru_maxrss until it execs.
+_RSS_PROBE = (
+    "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)"
+)
+
+
+def peak_rss(command: list[str]) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Run `command` in a fresh process: (seconds, peak RSS in MB, the finished process; its
+    stdout ends with the probe's figure)."""
+    probe = [sys.executable, "-c", _RSS_PROBE, *command]
+    seconds, done = timed(lambda: subprocess.run(probe, capture_output=True, text=True))
+    return seconds, int(done.stdout.split()[-1]) / 1024, done
 
 
 def median_ms(run: Callable[[], object], repeat: int, budget_s: float = math.inf) -> float:

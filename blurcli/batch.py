@@ -19,7 +19,7 @@ from typing import Any
 
 from blurcli.codec_messages import capturing
 from blurcli.errors import BlurcliError
-from blurcli.metadata import add_output_mark, more_frames
+from blurcli.metadata import add_output_mark, image_size, more_frames
 from blurcli.paths import os_reason
 from blurcli.photo import (
     DEFAULT_MAX_PIXELS,
@@ -76,6 +76,7 @@ class RunOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
     video: VideoOptions = field(default_factory=VideoOptions)
+    memory: int | None = None  # bytes the photos in flight may take; None: half the memory available
 
 
 @dataclass
@@ -185,11 +186,16 @@ class Runner:
         return FileResult(job.name, str(job.target), "done", None, ms, frames=result.frames, fps=result.fps)
 
     def _run(self, pool: ThreadPoolExecutor, jobs: list[Job], report: Callable[[FileResult], None]) -> None:
-        pending = iter(jobs)
+        budget = MemoryBudget(self.options.memory or default_memory_budget())
+
+        def reported(result: FileResult) -> None:
+            budget.give_back(result.input)
+            report(result)
+
         loading: deque[tuple[Job, float, Future[_Loaded]]] = deque()
         saving: set[Future[FileResult]] = set()
         try:
-            self._batches(pool, pending, loading, saving, report)
+            self._batches(pool, deque(jobs), loading, saving, budget, reported)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: saves under way still finish, and each
             for future in list(saving):  # written output gets its record; the others never start
                 if not future.cancel():
@@ -200,22 +206,32 @@ class Runner:
     def _batches(
         self,
         pool: ThreadPoolExecutor,
-        pending: Iterator[Job],
+        queue: deque[Job],
         loading: deque[tuple[Job, float, Future[_Loaded]]],
         saving: set[Future[FileResult]],
+        budget: MemoryBudget,
         report: Callable[[FileResult], None],
     ) -> None:
-        """Load ahead, run the model on batches, save on the pool; `saving` always holds the saves
-        not reported yet."""
+        """Load ahead while the photos in flight fit `budget`, run the model on batches, save on
+        the pool; `saving` always holds the saves not reported yet."""
         batch_size = max(1, self.options.batch_size)
         window = batch_size + max(1, self.options.jobs)
         while True:
-            for job in pending:
-                loading.append((job, time.perf_counter(), pool.submit(self._load, job)))
-                if len(loading) >= window:
+            while queue and len(loading) < window:
+                cost = budget.cost_of(queue[0])
+                if not budget.fits(cost):
                     break
+                job = queue.popleft()
+                budget.take(job.name, cost)
+                loading.append((job, time.perf_counter(), pool.submit(self._load, job)))
             if not loading:
-                break
+                if not queue or not saving:
+                    break
+                done, _ = wait(saving, return_when=FIRST_COMPLETED)  # held back: memory frees as saves end
+                for future in done:
+                    saving.discard(future)
+                    report(future.result())
+                continue
             batch = []
             while loading and len(batch) < batch_size:
                 job, started, future = loading.popleft()
@@ -307,6 +323,64 @@ class Runner:
             self.write_stdout(data)
         except OSError as error:
             raise BlurcliError(f"{STDOUT}: cannot write ({error.strerror or error})") from None
+
+
+BYTES_PER_PIXEL = 48  # a photo's peak in the pipeline, measured on 16-bit RGBA PNGs (bench_memory.py)
+
+
+@dataclass
+class MemoryBudget:
+    """Bytes the photos in flight may take, and what each admitted one is counted for (from its
+    header's size, before it is read); one photo is always admitted alone, however large."""
+
+    limit: int
+    used: int = 0
+    costs: dict[str, int] = field(default_factory=dict)
+    known: dict[str, int] = field(default_factory=dict)
+
+    def cost_of(self, job: Job) -> int:
+        if job.name not in self.known:
+            self.known[job.name] = photo_cost(job.source)
+        return self.known[job.name]
+
+    def fits(self, cost: int) -> bool:
+        return not self.costs or self.used + cost <= self.limit
+
+    def take(self, name: str, cost: int) -> None:
+        self.costs[name] = self.costs.get(name, 0) + cost
+        self.used += cost
+
+    def give_back(self, name: str) -> None:
+        self.used -= self.costs.pop(name, 0)
+
+
+def photo_cost(path: Path | None) -> int:
+    """The memory a photo takes in the pipeline, from the size its header declares (0 where it
+    cannot be read: stdin, a damaged header, which decoding refuses anyway)."""
+    if path is None:
+        return 0
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+    except OSError:
+        return 0
+    size = image_size(head)
+    return 0 if size is None else size[0] * size[1] * BYTES_PER_PIXEL
+
+
+def default_memory_budget() -> int:
+    """Half the memory available now (Linux's MemAvailable; else free pages; else 4 GiB)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (OSError, ValueError, AttributeError):
+        return 4 << 30
 
 
 def failed_result(job: Job, error: Exception, started: float) -> FileResult:

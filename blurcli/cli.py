@@ -349,6 +349,15 @@ JsonOption = Annotated[
 MaxPixelsOption = Annotated[
     int, typer.Option("--max-pixels", min=1, help="Refuse larger images (decompression bombs).")
 ]
+MaxMemoryOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-memory",
+        min=1,
+        help="MB the photos in flight may take (read ahead, blurred, being written); default: half the "
+        "memory available. A photo larger than that runs alone.",
+    ),
+]
 HeadsOption = Annotated[
     HeadMode,
     typer.Option(
@@ -429,6 +438,7 @@ def blur(
     batch_size: BatchOption = 8,
     as_json: JsonOption = False,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    max_memory: MaxMemoryOption = None,
     refine: RefineFlag = True,
     crf: Annotated[
         int, typer.Option(min=0, max=51, help="Videos: x264 quality (lower is better and bigger).")
@@ -457,7 +467,7 @@ def blur(
         keep_empty,
     )
     video = VideoOptions(crf=crf, preset=check_preset(preset))
-    options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, video)
+    options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, video, _megabytes(max_memory))
     on_ray = _on_ray(ray, workers, weights, device, subject)
     _run_jobs(planned, task, segmenter, options, heads, "blurring", as_json, quiet, on_ray)
 
@@ -490,6 +500,7 @@ def predict(
     batch_size: BatchOption = 8,
     as_json: JsonOption = False,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    max_memory: MaxMemoryOption = None,
     refine: RefineFlag = True,
     heads: HeadsOption = "auto",
     subject: SubjectOption = None,
@@ -507,9 +518,13 @@ def predict(
     _check_stdout(planned, as_json)
     segmenter = None if ray else _load_segmenter(weights, device, _console(quiet), subject)
     task = PredictTask(mode, RefineOptions() if refine else None)
-    options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite)
+    options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, memory=_megabytes(max_memory))
     on_ray = _on_ray(ray, workers, weights, device, subject)
     _run_jobs(planned, task, segmenter, options, heads, "segmenting", as_json, quiet, on_ray)
+
+
+def _megabytes(value: int | None) -> int | None:
+    return None if value is None else value << 20
 
 
 @app.command("eval")

@@ -285,3 +285,15 @@ def test_figure_video(tiny_weights: Path, tmp_path: Path) -> None:
         "figures/video.py", "--weights", tiny_weights, "--out", tmp_path / "v.jpg", tmp_path=tmp_path
     )
     assert "wrote" in output and cv2.imread(str(tmp_path / "v.jpg")).shape == (360, 1288, 3)
+
+
+def test_bench_memory(tmp_path: Path) -> None:
+    output = run_script("bench_memory.py", "--photos", 3, "--megapixels", 0.5, tmp_path=tmp_path)
+    assert "3 photos of" in output and "(16-bit RGBA PNG)" in output
+    rows = {
+        row[0]: row for row in (table_rows(output, name)[0] for name in ("(a) one tiny photo", "(b) budget"))
+    }
+    assert re.fullmatch(NUMBER, rows["(b) budget"][1]) and re.fullmatch(NUMBER, rows["(b) budget"][3])
+    assert re.search(
+        r"photos' share with the budget: (under|over) it; \(b\)/\(c\) peak RSS \d+\.\d\d", output
+    )

@@ -87,3 +87,49 @@ def test_blur_from_a_closed_stdin_says_so(tmp_path: Path) -> None:
     lines = done.stderr.decode().strip().splitlines()
     assert lines[-1] == "error: <stdin>: standard input is closed", lines
     assert "internal error" not in done.stderr.decode()
+
+
+def test_a_batch_admits_photos_only_while_they_fit_its_memory_budget(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cv2
+    import numpy as np
+
+    from blurcli.batch import BYTES_PER_PIXEL, MemoryBudget, Runner, RunOptions
+    from blurcli.plan import plan_files
+    from blurcli.render import BlurTask
+    from blurcli.segment import new_segmenter
+
+    for index in range(6):
+        cv2.imwrite(str(tmp_path / f"p{index}.png"), np.full((30, 40, 3), 20 * index, np.uint8))
+    one = 40 * 30 * BYTES_PER_PIXEL
+    in_flight: list[int] = []
+    take = MemoryBudget.take
+
+    def counted(self: MemoryBudget, name: str, cost: int) -> None:
+        take(self, name, cost)
+        assert cost == one
+        in_flight.append(len(self.costs))
+
+    monkeypatch.setattr(MemoryBudget, "take", counted)
+    segmenter = new_segmenter(str(tiny_weights), "cpu")
+    options = RunOptions(batch_size=4, jobs=2, memory=2 * one)
+    results = Runner(BlurTask(), segmenter, options).run(plan_files([str(tmp_path)], tmp_path / "out"))
+    assert [r.status for r in results] == ["done"] * 6
+    assert max(in_flight) == 2  # without the budget, batch + jobs = 6 would be read ahead
+    in_flight.clear()
+    Runner(BlurTask(), segmenter, RunOptions(batch_size=4, jobs=2, memory=1 << 30, overwrite=True)).run(
+        plan_files([str(tmp_path)], tmp_path / "out")
+    )
+    assert max(in_flight) == 6
+
+
+def test_a_photo_larger_than_the_budget_still_runs_alone() -> None:
+    from blurcli.batch import MemoryBudget
+
+    budget = MemoryBudget(limit=100)
+    assert budget.fits(1_000)  # nothing in flight: it runs, alone
+    budget.take("big", 1_000)
+    assert not budget.fits(1)
+    budget.give_back("big")
+    assert budget.fits(60) and budget.used == 0
