@@ -680,6 +680,16 @@ def train(
     person_repeat: Annotated[
         int, typer.Option("--person-repeat", min=1, help="Views of each person photo per epoch.")
     ] = 1,
+    textured: Annotated[
+        float,
+        typer.Option(
+            "--textured",
+            min=0.0,
+            max=1.0,
+            help="Share of the backdrops people are pasted onto that are busy natural textures "
+            "(grass, leaves, soil): hard negatives for the person.",
+        ),
+    ] = 0.0,
     person_labels: Annotated[
         Path | None,
         typer.Option(
@@ -743,6 +753,7 @@ def train(
         person_weight=person_weight,
         person_repeat=person_repeat,
         person_labels=person_labels,
+        augmentation=training.Augmentation(textured=textured),
     )
     with _progress(
         console,

@@ -443,3 +443,27 @@ def test_person_repeat_gives_each_person_photo_several_different_views_per_epoch
     assert len(dataset) == 2 + 3
     views = [dataset[index][1] for index in (2, 3, 4)]
     assert not torch.equal(views[0], views[1]) or not torch.equal(views[1], views[2])
+
+
+def test_textured_backdrops_are_busier_than_smooth_ones() -> None:
+    from blurcli.training.augment import smooth_backdrop, textured_backdrop
+
+    rng = np.random.default_rng(3)
+    busy, smooth = textured_backdrop(rng, 64), smooth_backdrop(rng, 64)
+    assert busy.shape == (64, 64, 3) and busy.dtype == np.uint8
+    edges = [np.abs(np.diff(picture.astype(float), axis=0)).mean() for picture in (busy, smooth)]
+    assert edges[0] > 2 * edges[1]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_train_records_the_share_of_textured_backdrops(lfw_dir: Path, tmp_path: Path) -> None:
+    ccp = make_ccp_dataset(tmp_path / "ccp", numbers=[*range(1, 5), *range(801, 805)])
+    out = tmp_path / "run" / "m.pt"
+    args = [
+        "train", "--data", lfw_dir, "--person-data", ccp, "--out", out, "--epochs", "1", "--textured", "0.5",
+        "--batch-size", "4", "--input-size", "32", "--width", "4", "--depth", "2", "--stem-stride", "1",
+        "--workers", "0", "--device", "cpu", "--loss-size", "0", "--limit", "4",
+    ]  # fmt: skip
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out).info["train"]["augmentation"]["textured"] == 0.5

@@ -37,6 +37,7 @@ class Augmentation:
     paste: float = 0.5
     paste_height: tuple[float, float] = (0.25, 0.95)
     group: float = 0.3
+    textured: float = 0.0  # of the backdrops people are pasted onto, the share of busy natural textures
 
 
 def random_affine(rng: np.random.Generator, source: int, size: int, aug: Augmentation) -> np.ndarray:
@@ -100,6 +101,36 @@ def smooth_backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
     backdrop = cv2.resize(coarse.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
     noise = rng.normal(0, rng.uniform(0, 10), backdrop.shape)
     return np.clip(backdrop + noise, 0, 255).astype(np.uint8)
+
+
+# Colours of grass, leaves, bark, soil, sand, rock, water and sky: where people-dev's false people
+# stood (the model had seen streets and rooms, never a meadow).
+_NATURE = np.array(
+    [[70, 110, 40], [120, 150, 60], [150, 110, 50], [110, 70, 40], [200, 180, 130], [130, 130, 125],
+     [60, 90, 120], [170, 200, 230], [40, 50, 30], [190, 120, 60]],
+    np.float32,
+)  # fmt: skip
+
+
+def textured_backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size, 3) uint8: a busy, natural-looking texture with no person in it (fractal noise
+    from coarse to pixel-fine, through two or three colours of grass, leaves, soil, rock, water or
+    sky), a hard negative for the person output."""
+    field = np.zeros((size, size), np.float32)
+    for octave in range(int(rng.integers(3, 7))):
+        cells = 2 ** (octave + 2)
+        noise = rng.normal(0, 1, (cells, cells)).astype(np.float32)
+        field += (
+            cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC) * rng.uniform(0.4, 1.0) ** octave
+        )
+    field = (field - field.min()) / max(float(np.ptp(field)), 1e-6)
+    colours = _NATURE[rng.choice(len(_NATURE), int(rng.integers(2, 4)), replace=False)]
+    position = field * (len(colours) - 1)
+    low = np.floor(position).astype(int).clip(0, len(colours) - 2)
+    mix = (position - low)[..., None]
+    pixels = colours[low] * (1 - mix) + colours[low + 1] * mix
+    pixels += rng.normal(0, rng.uniform(3, 20), pixels.shape)
+    return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:

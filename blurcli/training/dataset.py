@@ -20,6 +20,7 @@ from blurcli.training.augment import (
     person_view,
     random_affine,
     smooth_backdrop,
+    textured_backdrop,
     warp_pair,
 )
 from blurcli.training.lfw import SplitData
@@ -113,7 +114,8 @@ class SegmentationDataset(Dataset):
                 other = int(rng.integers(len(images)))
                 box = box_of(codes[other] == PERSON) or (0.0, 0.0, *codes[other].shape[::-1])
                 return warp_pair(images[other], codes[other], framing_affine(rng, box, size, aug), size, None)
-            return smooth_backdrop(rng, size), np.full((size, size), NOT_PERSON, np.uint8)
+            backdrop = textured_backdrop if rng.random() < aug.textured else smooth_backdrop
+            return backdrop(rng, size), np.full((size, size), NOT_PERSON, np.uint8)
 
         if self.augment:
             image, labels = person_view(
