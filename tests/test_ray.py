@@ -184,7 +184,7 @@ def test_a_row_that_cannot_be_planned_is_a_failed_record(tiny_weights: Path, tmp
     assert record["status"] == "failed"
     assert (
         record["error"]
-        == f"{photo}: refusing to overwrite an input file (it is not blurcli's output); rename it or give -o"
+        == f"{photo}: refusing to overwrite an input file; it is not blurcli's output: rename it or give -o"
     )
 
 
