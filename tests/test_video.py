@@ -35,18 +35,22 @@ def make_clip(
     rotation: int = 0,
     picture: Callable[[int], np.ndarray] | None = None,
     stamps: list[int] | None = None,
+    codec: str = "libx264",
+    audio_codec: str | None = "aac",
 ) -> Path:
-    """A clip of a bright square moving over a gradient (or of `picture(index)`), with one second
-    of a 440 Hz sine (AAC); frame i at `stamps[i]` (in 1/`rate` s) for a variable frame rate."""
+    """A clip of a bright square moving over a gradient (or of `picture(index)`), in `codec`, with
+    one second of a 440 Hz sine in `audio_codec` (AAC; 16-bit samples for PCM; None: no sound);
+    frame i at `stamps[i]` (in 1/`rate` s) for a variable frame rate."""
     width, height = size
     with av.open(str(path), "w") as out:
         out.metadata["title"] = "a talk"
-        video = out.add_stream("libx264", rate=rate)
+        video = out.add_stream(codec, rate=rate)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
         if rotation:
             video.set_display_rotation(rotation)
-        audio = out.add_stream("aac", rate=16000)
-        audio.layout = "mono"
+        audio = None if audio_codec is None else out.add_stream(audio_codec, rate=16000)
+        if audio is not None:
+            audio.layout = "mono"
         ramp = np.linspace(0, 160, width, dtype=np.float32)[None, :, None]
         for index in range(frames):
             image = np.broadcast_to(ramp, (height, width, 3)).astype(np.uint8).copy()
@@ -60,13 +64,14 @@ def make_clip(
                 out.mux(packet)
         for packet in video.encode():
             out.mux(packet)
-        t = np.arange(16000) / 16000
-        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        sound = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        if audio is None:
+            return path
+        wave = 0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+        pcm = audio_codec.startswith("pcm_s16")
+        samples = (wave * 32767).astype(np.int16)[None] if pcm else wave.astype(np.float32)[None]
+        sound = av.AudioFrame.from_ndarray(samples, format="s16" if pcm else "fltp", layout="mono")
         sound.sample_rate, sound.pts = 16000, 0
-        for packet in audio.encode(sound):
-            out.mux(packet)
-        for packet in audio.encode():
+        for packet in [*audio.encode(sound), *audio.encode()]:
             out.mux(packet)
     return path
 
@@ -317,36 +322,8 @@ def test_a_photo_cannot_be_named_into_a_video_file(tmp_path: Path, tiny_weights:
     assert "a.jpg is a photo; give an image name" in result.stderr
 
 
-def _plain_clip(path: Path, size: tuple[int, int], codec: str, pix_fmt: str, audio_codec: str | None) -> Path:
-    """A short clip of any codec and frame format, with a sine track in `audio_codec` (or none)."""
-    width, height = size
-    with av.open(str(path), "w") as out:
-        video = out.add_stream(codec, rate=12)
-        video.width, video.height, video.pix_fmt = width, height, pix_fmt
-        sound = None
-        if audio_codec:
-            sound = out.add_stream(audio_codec, rate=16000)
-            sound.layout = "mono"
-        for index in range(4):
-            image = np.full((height, width, 3), 40 * index, np.uint8)
-            image[: height // 2, : width // 2] = 220
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        if sound is not None:
-            samples = (3000 * np.sin(np.arange(8000) / 5)).astype(np.int16)[None]
-            chunk = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-            chunk.sample_rate, chunk.pts = 16000, 0
-            for packet in [*sound.encode(chunk), *sound.encode()]:
-                out.mux(packet)
-    return path
-
-
 def test_odd_frame_sizes_get_one_more_pixel_instead_of_failing(tmp_path: Path, tiny_weights: Path) -> None:
-    clip = _plain_clip(tmp_path / "odd.mkv", (33, 25), "mjpeg", "yuvj420p", None)
+    clip = make_clip(tmp_path / "odd.mkv", 4, (33, 25), pix_fmt="yuvj420p", codec="mjpeg", audio_codec=None)
     result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights)])
     assert result.exit_code == 0, result.output
     with av.open(str(tmp_path / "odd_blurred.mkv")) as blurred:
@@ -356,7 +333,7 @@ def test_odd_frame_sizes_get_one_more_pixel_instead_of_failing(tmp_path: Path, t
 
 
 def test_audio_the_output_cannot_hold_is_blamed_on_the_output(tmp_path: Path, tiny_weights: Path) -> None:
-    clip = _plain_clip(tmp_path / "pcm.mov", (32, 24), "libx264", "yuv420p", "pcm_s16le")
+    clip = make_clip(tmp_path / "pcm.mov", 4, audio_codec="pcm_s16le")
     result = runner.invoke(app, ["blur", str(clip), "-w", str(tiny_weights), "-o", str(tmp_path / "out.mp4")])
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
