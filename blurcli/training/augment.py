@@ -103,8 +103,8 @@ def smooth_backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(backdrop + noise, 0, 255).astype(np.uint8)
 
 
-# Colours of grass, leaves, bark, soil, sand, rock, water and sky: where people-dev's false people
-# stood (the model had seen streets and rooms, never a meadow).
+# Colours of grass, leaves, bark, soil, sand, rock, water and sky: outdoor scenes that neither CCP's
+# streets nor LFW's rooms show, made up here (no photo of any dataset goes into them).
 _NATURE = np.array(
     [[70, 110, 40], [120, 150, 60], [150, 110, 50], [110, 70, 40], [200, 180, 130], [130, 130, 125],
      [60, 90, 120], [170, 200, 230], [40, 50, 30], [190, 120, 60]],
