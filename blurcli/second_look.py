@@ -65,15 +65,29 @@ class Crop:
     side: int
 
 
-def _blobs(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(h, w) probability -> (stats rows x, y, width, height, area; mean probability) of the blobs
-    over `threshold`, 8-connected; row 0 is the background. The means take one pass over the map,
-    not one per blob."""
+def _labelled_blobs(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(h, w) probability -> (the blob index of every pixel; stats rows x, y, width, height, area;
+    mean probability) of the blobs over `threshold`, 8-connected; blob 0 is the background. The
+    means take one pass over the map, not one per blob."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(
         (prob > threshold).astype(np.uint8), connectivity=8
     )
     sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=len(stats))
-    return stats, sums / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+    return labels, stats, sums / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+
+
+def _blobs(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The stats and mean probabilities of `_labelled_blobs`."""
+    return _labelled_blobs(prob, threshold)[1:]
+
+
+def _large(stats: np.ndarray, shape: tuple[int, ...], options: HeadOptions, person: bool) -> np.ndarray:
+    """Per blob (stats rows): as wide as a portrait's subject (`portrait_width` of the shorter
+    side) or, for the person subject, half the frame tall (a standing person is narrow)."""
+    large = stats[:, cv2.CC_STAT_WIDTH] >= options.portrait_width * min(shape[:2])
+    if person:
+        large |= stats[:, cv2.CC_STAT_HEIGHT] >= 0.5 * shape[0]
+    return large
 
 
 def subject_boxes(
@@ -95,10 +109,8 @@ def is_portrait(low: np.ndarray, options: HeadOptions = HeadOptions(), person: b
     tall: a standing person is narrow), and sure of itself (mean probability over
     `portrait_confidence`; backdrops mistaken for skin are wide but unsure)."""
     stats, means = _blobs(low, options.threshold)
-    large = stats[1:, cv2.CC_STAT_WIDTH] >= options.portrait_width * min(low.shape[:2])
-    if person:
-        large |= stats[1:, cv2.CC_STAT_HEIGHT] >= 0.5 * low.shape[0]
-    return bool(np.any(large & (means[1:] >= options.portrait_confidence)))
+    large = _large(stats, low.shape, options, person)
+    return bool(np.any((large & (means >= options.portrait_confidence))[1:]))
 
 
 def main_blob(
@@ -273,15 +285,8 @@ def large_subjects(subject: np.ndarray, options: HeadOptions = HeadOptions()) ->
     """(h, w) bool: the pixels of a single pass's subject blobs that are large (as wide as a portrait's
     subject, or half the frame tall) and fairly sure (mean over `blob_confidence`). The wide look
     sees such a person far larger than any it learnt, so it cannot veto them."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(
-        (subject > options.threshold).astype(np.uint8), connectivity=8
-    )
-    sums = np.bincount(labels.ravel(), weights=subject.ravel(), minlength=len(stats))
-    means = sums / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
-    large = (stats[:, cv2.CC_STAT_WIDTH] >= options.portrait_width * min(subject.shape)) | (
-        stats[:, cv2.CC_STAT_HEIGHT] >= 0.5 * subject.shape[0]
-    )
-    keep = large & (means >= options.blob_confidence)
+    labels, stats, means = _labelled_blobs(subject, options.threshold)
+    keep = _large(stats, subject.shape, options, person=True) & (means >= options.blob_confidence)
     keep[0] = False  # the background
     return keep[labels]
 
