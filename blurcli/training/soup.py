@@ -56,6 +56,30 @@ def _soup_figures(metrics: dict[str, Any]) -> dict[str, float]:
     return {"val_mean_iou": metrics["mean_iou"], "val_subject_iou": metrics["subject_iou"]}
 
 
+def _greedy(
+    count: int,
+    score: Callable[[list[int]], dict[str, Any]],
+    metric: str,
+    record: Callable[[list[int], dict[str, Any], bool | None], None],
+) -> tuple[list[int], dict[str, Any]]:
+    """Ingredients 0..count-1 scored alone, ranked by `metric`, each added to the average only if
+    the average's `metric` does not drop; returns the chosen ones and their figures."""
+    alone = []
+    for index in range(count):
+        alone.append(score([index]))
+        record([index], alone[-1], None)
+    order = sorted(range(count), key=lambda i: -alone[i][metric])
+    chosen, best = [order[0]], alone[order[0]]
+    for index in order[1:]:
+        tried = [*chosen, index]
+        candidate = score(tried)
+        kept = candidate[metric] >= best[metric]
+        if kept:
+            chosen, best = tried, candidate
+        record(tried, candidate, kept)
+    return chosen, best
+
+
 def greedy_soup(
     data: Path,
     out: Path,
@@ -99,31 +123,21 @@ def greedy_soup(
         soup = dataclasses.replace(first, state_dict=average_weights([checkpoints[i] for i in members]))
         return evaluate(Segmenter.from_checkpoint(soup, str(target), subject="head"), val_split)
 
-    steps = []
-    alone = []
+    steps: list[dict[str, Any]] = []
+
+    def record(members: list[int], figures: dict[str, Any], kept: bool | None) -> None:
+        steps.append(
+            {"members": [str(ingredients[i]) for i in members], **_soup_figures(figures), "kept": kept}
+        )
+        if on_step:
+            on_step(steps[-1])
+
     if metric == "uniform":
-        chosen, best = list(range(len(ingredients))), score(list(range(len(ingredients))))
-        steps.append({"members": [str(path) for path in ingredients], **_soup_figures(best), "kept": True})
-        if on_step:
-            on_step(steps[-1])
-    for index, path in enumerate(ingredients if metric != "uniform" else ()):
-        alone.append(score([index]))
-        steps.append({"members": [str(path)], **_soup_figures(alone[-1]), "kept": None})
-        if on_step:
-            on_step(steps[-1])
-    order = sorted(range(len(alone)), key=lambda i: -alone[i][metric])
-    if order:
-        chosen, best = [order[0]], alone[order[0]]
-    for index in order[1:]:
-        tried = [*chosen, index]
-        candidate = score(tried)
-        kept = candidate[metric] >= best[metric]
-        if kept:
-            chosen, best = tried, candidate
-        members = [str(ingredients[i]) for i in tried]
-        steps.append({"members": members, **_soup_figures(candidate), "kept": kept})
-        if on_step:
-            on_step(steps[-1])
+        chosen = list(range(len(ingredients)))
+        best = score(chosen)
+        record(chosen, best, True)
+    else:
+        chosen, best = _greedy(len(ingredients), score, metric, record)
     soup = Checkpoint(
         config=first.config,
         state_dict=average_weights([checkpoints[i] for i in chosen]),
