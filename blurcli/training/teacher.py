@@ -21,7 +21,7 @@ import numpy as np
 
 from blurcli.errors import BlurcliError
 from blurcli.paths import check_writable
-from blurcli.photo import write_file
+from blurcli.photo import decode_pixels, encode_image, read_bytes, write_file
 from blurcli.training.ccp import load_person_split
 from blurcli.training.lfw import check_folder, load_split, load_unlabelled
 
@@ -84,10 +84,7 @@ def label_photos(
     count = 0
     for name, image in zip(names, images, strict=True):
         probability = np.clip(teacher(image) * 255 + 0.5, 0, 255).astype(np.uint8)
-        ok, encoded = cv2.imencode(".png", probability)
-        if not ok:
-            raise BlurcliError(f"{folder / name}.png: PNG encoding failed")
-        write_file(folder / f"{name}.png", encoded.tobytes())
+        write_file(folder / f"{name}.png", encode_image(probability, ".png"))
         count += 1
     return count
 
@@ -141,9 +138,9 @@ def read_teacher_labels(folder: Path, names: Iterable[str], shapes: Iterable[tup
     maps = []
     for name, shape in zip(names, shapes, strict=True):
         path = folder / f"{name}.png"
-        probability = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if probability is None:
-            raise BlurcliError(f"{path}: missing or not an image (label the photos with `blurcli label`)")
+        if not path.is_file():
+            raise BlurcliError(f"{path}: missing (label the photos with `blurcli label`)")
+        probability = decode_pixels(read_bytes(path), str(path), cv2.IMREAD_GRAYSCALE)
         if probability.shape != tuple(shape):
             raise BlurcliError(
                 f"{path}: {probability.shape[1]}x{probability.shape[0]}, its photo {shape[1]}x{shape[0]}"
