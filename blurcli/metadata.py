@@ -134,13 +134,9 @@ def tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, tuple[int, int]]:
     Returns tag -> (value, byte offset of the value) for SHORT and LONG tags with one value; the
     offset lets a caller patch a value in place. Malformed data yields what could be read.
     """
-    if tiff[:4] not in TIFF_MAGIC:
-        return {}
-    order = "<" if tiff[:2] == b"II" else ">"
     found: dict[int, tuple[int, int]] = {}
     try:
-        (ifd,) = struct.unpack(order + "I", tiff[4:8])
-        (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+        order, ifd, count = _first_ifd(tiff)
         for index in range(count):
             entry = ifd + 2 + 12 * index
             tag, kind, number = struct.unpack(order + "HHI", tiff[entry : entry + 8])
@@ -151,6 +147,17 @@ def tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, tuple[int, int]]:
     except struct.error:
         pass
     return found
+
+
+def _first_ifd(tiff: bytes) -> tuple[str, int, int]:
+    """A TIFF structure's byte order ('<' or '>'), its first IFD's offset and entry count;
+    struct.error where it is no TIFF or too short to hold them."""
+    if tiff[:4] not in TIFF_MAGIC:
+        raise struct.error("not a TIFF structure")
+    order = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+    return order, ifd, count
 
 
 def png_metadata_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -362,10 +369,8 @@ def more_frames(data: bytes) -> str | None:
 
 def _tiff_next_page(tiff: bytes) -> bool:
     """Whether a TIFF's first IFD links to another (a second page)."""
-    order = "<" if tiff[:2] == b"II" else ">"
     try:
-        (ifd,) = struct.unpack(order + "I", tiff[4:8])
-        (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+        order, ifd, count = _first_ifd(tiff)
         end = ifd + 2 + 12 * count
         (following,) = struct.unpack(order + "I", tiff[end : end + 4])
     except struct.error:
