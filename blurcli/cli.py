@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -34,7 +35,16 @@ from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.paths import os_reason
 from blurcli.photo import DEFAULT_MAX_PIXELS, read_stream
-from blurcli.plan import BLUR_NAMING, INSIDE_OUTPUT, NAMED_LIKE_OUTPUT, PREDICT_NAMING, STDIN, Job, plan_files
+from blurcli.plan import (
+    BLUR_NAMING,
+    INSIDE_OUTPUT,
+    NAMED_LIKE_OUTPUT,
+    PREDICT_NAMING,
+    STDIN,
+    UNLISTED,
+    Job,
+    plan_files,
+)
 from blurcli.refine import RefineOptions
 from blurcli.render import BlurTask, PredictMode, PredictTask, Task
 from blurcli.second_look import HeadMode, head_options
@@ -302,26 +312,25 @@ def _on_ray(
 
 def _skip_reasons(results: list[FileResult]) -> str:
     """' (3 outputs exist: --overwrite redoes them; 2 are blurcli's outputs; 1 inside the output
-    folder)', or '' with no skips."""
-    counts: dict[str, int] = {}
-    for result in results:
-        if result.status == "skipped":
-            reason = result.reason or ""
-            key = reason if reason in (EXISTS, INSIDE_OUTPUT) or reason.startswith("cannot") else "own"
-            counts[key] = counts.get(key, 0) + 1
+    folder; 1 folder not listed: Permission denied)', or '' with no skips."""
+    counts = Counter(_skip_kind(r.reason or "") for r in results if r.status == "skipped")
     parts = []
-    for key, count in counts.items():
-        if key == EXISTS:
+    for kind, count in counts.items():
+        if kind == EXISTS:
             parts.append(f"{count} output{'s exist' if count != 1 else ' exists'}: --overwrite redoes them")
-        elif key == "own":
-            parts.append(f"{count} {'are' if count != 1 else 'is'} blurcli's output{'s' * (count != 1)}")
-        elif key.startswith("cannot list"):
-            parts.append(
-                f"{count} folder{'s' * (count != 1)} not listed: {key.partition('(')[2].rstrip(')')}"
-            )
+        elif kind == INSIDE_OUTPUT:
+            parts.append(f"{count} {INSIDE_OUTPUT}")
+        elif kind.startswith(UNLISTED):
+            why = kind.removeprefix(UNLISTED).strip(" ()")
+            parts.append(f"{count} folder{'s' * (count != 1)} not listed: {why}")
         else:
-            parts.append(f"{count} {key}")
+            parts.append(f"{count} {'are' if count != 1 else 'is'} blurcli's output{'s' * (count != 1)}")
     return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _skip_kind(reason: str) -> str:
+    """What the summary counts a skip as: its reason, but every kind of blurcli's own output as one."""
+    return reason if reason in (EXISTS, INSIDE_OUTPUT) or reason.startswith(UNLISTED) else "own"
 
 
 ImagesArgument = Annotated[

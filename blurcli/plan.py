@@ -70,6 +70,7 @@ def chosen_format(fmt: str | None) -> str | None:
 
 
 INSIDE_OUTPUT = "inside the output folder"  # the skip reason of a folder's file under -o
+UNLISTED = "cannot list this folder"  # the skip reason of a sub-folder the walk could not read
 
 
 def find_inputs(
@@ -128,7 +129,7 @@ def _folder_images(
 
     def unlisted(error: OSError) -> None:
         where = Path(error.filename) if error.filename else folder
-        left.append((where, f"cannot list this folder ({error.strerror or error})"))
+        left.append((where, f"{UNLISTED} ({error.strerror or error})"))
 
     paths: list[Path] = []
     for top, folders, files in os.walk(folder, onerror=unlisted):
