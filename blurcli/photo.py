@@ -8,10 +8,10 @@ import os
 import stat
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import cv2
 import numpy as np
@@ -32,6 +32,8 @@ from blurcli.metadata import (
     with_upright_orientation,
 )
 from blurcli.paths import os_reason, temp_path
+
+T = TypeVar("T")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # read and written
 READ_ONLY_EXTENSIONS = (".heic", ".heif", ".avif")  # phone formats: read, written as JPEG
@@ -178,11 +180,7 @@ def decode_photo(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS)
         png_icc = png_icc_profile(data) if fmt == ".png" else None
     except MetadataTooLarge as error:
         raise BlurcliError(f"{source}: {error}") from None
-    with capturing():
-        (pixels, kinds, blobs), messages = watched(lambda: _imdecode(data))
-    damage = [plain(line) for line in messages if is_damage(line)]
-    if damage:
-        raise BlurcliError(f"{source}: damaged {_FORMAT_NAMES.get(fmt or '', 'image')} ({damage[0]})")
+    pixels, kinds, blobs = _decoded(lambda: _imdecode(data), source, _FORMAT_NAMES.get(fmt or "", "image"))
     if pixels is None or pixels.size == 0:
         raise BlurcliError(f"{source}: not an image, or a format OpenCV cannot read")
     kinds = () if kinds is None else [int(kind) for kind in np.ravel(kinds)]
@@ -229,15 +227,22 @@ def _standard_layout(pixels: np.ndarray, source: str) -> np.ndarray:
     raise BlurcliError(f"{source}: {pixels.shape[2]}-channel images are not supported")
 
 
+def _decoded(decode: Callable[[], T], source: str, kind: str) -> T:
+    """A decoder call with what the codecs print caught: a line that tells of damage fails the
+    file, in one line naming it and the `kind` of file."""
+    with capturing():
+        result, messages = watched(decode)
+    damage = [plain(line) for line in messages if is_damage(line)]
+    if damage:
+        raise BlurcliError(f"{source}: damaged {kind} ({damage[0]})")
+    return result
+
+
 def decode_pixels(data: bytes, source: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
     """Encoded bytes -> OpenCV's pixels (BGR for colour), with what the codecs print caught as for
     photos: a damaged file is one line naming it, and nothing reaches the terminal. For datasets,
     whose files (PPM masks among them) need none of a photo's metadata."""
-    with capturing():
-        pixels, messages = watched(lambda: cv2.imdecode(np.frombuffer(data, np.uint8), flags))
-    damage = [plain(line) for line in messages if is_damage(line)]
-    if damage:
-        raise BlurcliError(f"{source}: damaged image ({damage[0]})")
+    pixels = _decoded(lambda: cv2.imdecode(np.frombuffer(data, np.uint8), flags), source, "image")
     if pixels is None or pixels.size == 0:
         raise BlurcliError(f"{source}: missing or not an image")
     return pixels
