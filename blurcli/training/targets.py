@@ -24,12 +24,15 @@ LFW_BODY = 3  # LFW background where a body may be: class background, person ign
 NOT_PERSON = 4  # no person here (CCP null near its person, synthetic backdrops); classes ignored
 PERSON = 5  # a person (CCP); classes ignored
 MAYBE_PERSON = 6  # CCP null far from its person: a bystander may stand here; classes ignored
-IGNORE = 255
+LFW_BODY_PERSON = 7  # LFW background the teacher calls a person: class background, person yes
+IGNORE = 255  # nothing known (an unlabelled photo where the teacher is unsure)
 
 _CLASS_OF = np.full(256, -100, np.int64)
-_CLASS_OF[[LFW_BACKGROUND, LFW_SKIN, LFW_HAIR, LFW_BODY]] = [0, 1, 2, 0]
+_CLASS_OF[[LFW_BACKGROUND, LFW_SKIN, LFW_HAIR, LFW_BODY, LFW_BODY_PERSON]] = [0, 1, 2, 0, 0]
 _PERSON_OF = np.full(256, -1.0, np.float32)  # -1: ignored
-_PERSON_OF[[LFW_BACKGROUND, LFW_SKIN, LFW_HAIR, NOT_PERSON, PERSON, MAYBE_PERSON]] = [0, 1, 1, 0, 1, 0]
+_PERSON_OF[[LFW_BACKGROUND, LFW_SKIN, LFW_HAIR, NOT_PERSON, PERSON, MAYBE_PERSON, LFW_BODY_PERSON]] = [
+    0, 1, 1, 0, 1, 0, 1,
+]  # fmt: skip
 
 
 def lfw_codes(classes: np.ndarray, margin: float = 0.1) -> np.ndarray:
@@ -81,25 +84,20 @@ def person_loss(logits: torch.Tensor, codes: torch.Tensor, sure: float = 0.9) ->
     return (loss * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-LFW_BODY_PERSON = 7  # LFW background the teacher calls a person: class background, person yes
-# How a teacher's verdict rewrites the codes where our own labels are silent or spare a pixel:
-# a sure person, sure background, or unsure. Codes not listed keep their meaning (the labels win).
-_ON_PERSON = {
-    LFW_BACKGROUND: LFW_BODY_PERSON,
-    LFW_BODY: LFW_BODY_PERSON,
-    MAYBE_PERSON: PERSON,
-    IGNORE: PERSON,
-}
-_ON_BACKGROUND = {LFW_BODY: LFW_BACKGROUND, MAYBE_PERSON: NOT_PERSON, IGNORE: NOT_PERSON}
-_ON_UNSURE = {LFW_BACKGROUND: LFW_BODY}
-_CLASS_OF[LFW_BODY_PERSON] = 0
-_PERSON_OF[LFW_BODY_PERSON] = 1.0
-
-
 def _lookup(changes: dict[int, int]) -> np.ndarray:
+    """A 256-entry table mapping every code to itself but for `changes`."""
     table = np.arange(256, dtype=np.uint8)
     table[list(changes)] = list(changes.values())
     return table
+
+
+# How a teacher's verdict rewrites the codes where our own labels are silent or spare a pixel:
+# a sure person, sure background, or unsure. Codes not listed keep their meaning (the labels win).
+_ON_PERSON = _lookup(
+    {LFW_BACKGROUND: LFW_BODY_PERSON, LFW_BODY: LFW_BODY_PERSON, MAYBE_PERSON: PERSON, IGNORE: PERSON}
+)
+_ON_BACKGROUND = _lookup({LFW_BODY: LFW_BACKGROUND, MAYBE_PERSON: NOT_PERSON, IGNORE: NOT_PERSON})
+_ON_UNSURE = _lookup({LFW_BACKGROUND: LFW_BODY})
 
 
 def with_teacher(codes: np.ndarray, teacher: np.ndarray, low: float = 0.25, high: float = 0.75) -> np.ndarray:
@@ -108,10 +106,10 @@ def with_teacher(codes: np.ndarray, teacher: np.ndarray, low: float = 0.25, high
     people behind), CCP's far null pixels (bystanders) and unlabelled photos (all IGNORE). Above
     `high` a person, below `low` not; in between LFW's background is left unsupervised."""
     out = codes.copy()
-    for verdict, changes in (
+    for verdict, table in (
         (teacher >= high, _ON_PERSON),
         (teacher <= low, _ON_BACKGROUND),
         ((teacher > low) & (teacher < high), _ON_UNSURE),
     ):
-        out[verdict] = _lookup(changes)[codes[verdict]]
+        out[verdict] = table[codes[verdict]]
     return out
