@@ -334,9 +334,12 @@ class MemoryBudget:
     header's size, before it is read); one photo is always admitted alone, however large."""
 
     limit: int
-    used: int = 0
-    costs: dict[str, int] = field(default_factory=dict)
-    known: dict[str, int] = field(default_factory=dict)
+    costs: dict[str, int] = field(default_factory=dict)  # the photos in flight, by name
+    known: dict[str, int] = field(default_factory=dict)  # every photo's count, read once
+
+    @property
+    def used(self) -> int:
+        return sum(self.costs.values())
 
     def cost_of(self, job: Job) -> int:
         if job.name not in self.known:
@@ -348,10 +351,9 @@ class MemoryBudget:
 
     def take(self, name: str, cost: int) -> None:
         self.costs[name] = self.costs.get(name, 0) + cost
-        self.used += cost
 
     def give_back(self, name: str) -> None:
-        self.used -= self.costs.pop(name, 0)
+        self.costs.pop(name, None)
 
 
 def photo_cost(path: Path | None) -> int:
