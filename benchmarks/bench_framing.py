@@ -29,7 +29,7 @@ from benchmarks.common import (
     table_header,
     table_row,
 )
-from blurcli.segment import Segmenter
+from blurcli.segment import Segmenter, new_segmenter
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import SplitData, load_split
 from blurcli.training.metrics import merge_classes
@@ -83,7 +83,7 @@ def main() -> None:
     print(f"{len(test.names)} LFW test images; subject IoU pooled per setting")
     print(table_header("weights", "plain LFW crop", *(f"crop = {f:.2f} of frame" for f in FRACTIONS)))
     for weights in args.weights or [None]:
-        segmenter = Segmenter.load(weights, "cpu")
+        segmenter = new_segmenter(weights, "cpu")
         cells = [score(segmenter, split) for split in (test, *composites.values())]
         print(table_row(weights or "shipped", *cells))
 

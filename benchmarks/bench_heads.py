@@ -63,7 +63,7 @@ from benchmarks.common import (
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.render import segment_photo
 from blurcli.second_look import HeadOptions, second_look, taper_window
-from blurcli.segment import Segmenter
+from blurcli.segment import Segmenter, new_segmenter
 from blurcli.training.ccp import PersonSplit, load_person_split
 from blurcli.training.lfw import SplitData, load_split
 from blurcli.training.metrics import SegmentationMetrics, binary_metrics
@@ -262,7 +262,7 @@ def person_row(
 def person_table(args: argparse.Namespace, options: HeadOptions) -> None:
     """--subject person: the table of whole CCP people at every height."""
     split = load_person_split(args.data or CCP_DATA, args.split, args.limit)
-    segmenter = Segmenter.load(args.weights, "cpu", subject="person")
+    segmenter = new_segmenter(args.weights, "cpu", subject="person")
     blank = np.zeros((PERSON_HEIGHT, PERSON_WIDTH, 3), np.uint8)
     for heads in (None, options):  # warm-up: the first call of each size is slower, not for the table
         person_mask(segmenter, blank, heads)
@@ -302,7 +302,7 @@ def main() -> None:
         person_table(args, options)
         return
     split = load_split(args.data or LFW_DATA, args.split)
-    segmenter = Segmenter.load(args.weights, "cpu", subject="head")
+    segmenter = new_segmenter(args.weights, "cpu", subject="head")
     rng = np.random.default_rng(0)
     print(f"LFW {args.split} faces in {WIDTH}x{HEIGHT} frames, {args.frames} frames per scale")
     print("subject IoU / boundary F, pooled")

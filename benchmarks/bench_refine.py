@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from benchmarks.common import add_data, add_weights, argument_parser, full_size_mask, timed
 from blurcli.refine import RefineOptions
-from blurcli.segment import Segmenter
+from blurcli.segment import new_segmenter
 from blurcli.training.lfw import load_split
 from blurcli.training.metrics import binary_metrics
 
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
 
     split = load_split(args.data, args.split, limit=args.limit)
-    segmenter = Segmenter.load(args.weights, "cpu")
+    segmenter = new_segmenter(args.weights, "cpu")
     lows = segmenter.probabilities(list(split.images), subject_only=True)
     truths = list(split.masks)
     print(f"LFW {args.split}: {len(truths)} images; subject mask at the photo's resolution")

@@ -33,7 +33,7 @@ from benchmarks.common import (
 )
 from blurcli.render import segment_photo
 from blurcli.second_look import HeadMode, head_options
-from blurcli.segment import Segmenter
+from blurcli.segment import Segmenter, new_segmenter
 
 # Boxes (top, bottom, left, right) in the 512x512 example.
 FACE = (95, 170, 190, 260)
@@ -141,7 +141,7 @@ def main() -> None:
     photo = example_rgb()
     print("mean subject mask in each box (face and hair should be ~1, corners ~0)")
     for weights in args.weights or [None]:
-        segmenter = Segmenter.load(weights, "cpu")
+        segmenter = new_segmenter(weights, "cpu")
         print(f"\nweights: {weights or 'shipped'}")
         print(table_header("variant", "face", "hair", "corners"))
         tiles = []

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from benchmarks.common import add_data, add_weights, argument_parser, example_rgb, timed
 from blurcli.checkpoint import Checkpoint, load_checkpoint
-from blurcli.export import onnx_model
 from blurcli.model import UNet, UNetConfig, count_parameters
-from blurcli.segment import Segmenter
+from blurcli.segment import Segmenter, new_segmenter
+from blurcli.torch_network import TorchNetwork
 from blurcli.weights import resolve_checkpoint
 
 
@@ -100,8 +100,8 @@ def main() -> None:
 
     images = sample_images(args.images, args.data)
     checkpoint, label = build_checkpoint(args.weights, args.arch)
-    segmenter = Segmenter.from_onnx(onnx_model(checkpoint, label)[0], "cpu", label)
-    in_torch = Segmenter.from_checkpoint(checkpoint, "cpu")
+    segmenter = new_segmenter(checkpoint, "cpu", backend="onnx", source=label)
+    in_torch = new_segmenter(checkpoint, "cpu", backend="torch", source=label)
     variants = {
         "blurcli": (segmenter, partial(segmenter.foreground, refine=None)),
         "  + guided-filter refinement (blur's default)": (segmenter, segmenter.foreground),
@@ -112,7 +112,9 @@ def main() -> None:
             "  in torch, without channels-last": {"channels_last": False},
             "  in torch, without channels-last, BN not folded": {"fuse": False, "channels_last": False},
         }.items():
-            other = Segmenter.from_checkpoint(checkpoint, "cpu", **settings)
+            # The torch backend's own settings, switched off one by one: the same spec and subject.
+            network = TorchNetwork.from_checkpoint(checkpoint, "cpu", label, **settings)
+            other = Segmenter(network, in_torch.spec, in_torch.subject)
             variants[name] = (other, partial(other.foreground, refine=None))
     mediapipe = mediapipe_segmenter()
     print(f"model: {label}, input {checkpoint.input_size}, {len(images)} images of 250x250, {args.runs} runs")

@@ -27,7 +27,7 @@ from blurcli.compose import BlurOptions, composite, hidden_factor
 from blurcli.photo import decode_photo, encode_photo, to_8bit
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.resample import shrink
-from blurcli.segment import Segmenter
+from blurcli.segment import new_segmenter
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ def main() -> None:
     torch.set_num_threads(1)
     bgr = photo_like(np.random.default_rng(args.seed), args.width, args.height)
     data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1].tobytes()
-    segmenter = Segmenter.load(args.weights, "cpu")
+    segmenter = new_segmenter(args.weights, "cpu")
     rows: list[tuple[str, float, bool]] = []  # (stage, ms, part of the floor)
 
     def stage(name: str, run: Callable[[], T], floor: bool = False, per: int = 1) -> T:

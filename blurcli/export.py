@@ -2,7 +2,7 @@
 
 The graph is traced from the one UNet module with the checkpoint's weights, BatchNorm folded;
 batch, height and width stay free. The preprocessing goes into the file's metadata
-(`onnx_network.METADATA_KEY`). Needs torch and onnx: `pip install "blurcli[train]"`.
+(`spec.METADATA_KEY`). Needs torch and onnx: `pip install "blurcli[train]"`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blurcli.errors import BlurcliError
-from blurcli.onnx_network import METADATA_KEY, NetworkSpec
 from blurcli.paths import HOME_ENV, data_home, os_reason, refuse_overwriting
 from blurcli.photo import write_bytes_atomic, write_file
+from blurcli.spec import METADATA_KEY, NetworkSpec
 from blurcli.weights import sha256_of
 
 if TYPE_CHECKING:
@@ -29,21 +29,21 @@ def export_onnx(checkpoint_path: Path, out: Path) -> NetworkSpec:
     """Write `checkpoint_path`'s model as ONNX to `out` (atomically); returns what it records.
     `out` naming the checkpoint itself (through links or `..` too) is a UsageError."""
     refuse_overwriting([out], [checkpoint_path], "give -o another name")
-    model, spec = exported(checkpoint_path)
+    model, spec = _exported(checkpoint_path)
     write_file(out, model)
     return spec
 
 
-def exported(checkpoint_path: Path) -> tuple[bytes, NetworkSpec]:
-    """A torch checkpoint file -> its serialised ONNX model and spec (`onnx_model`)."""
+def _exported(checkpoint_path: Path) -> tuple[bytes, NetworkSpec]:
+    """A torch checkpoint file -> its serialised ONNX model and spec (`to_onnx`)."""
     try:
         from blurcli.checkpoint import load_checkpoint
     except ImportError:
         raise BlurcliError(f"{checkpoint_path}: a torch checkpoint; blurcli {_NEEDS_TRAIN}") from None
-    return onnx_model(load_checkpoint(checkpoint_path), str(checkpoint_path))
+    return to_onnx(load_checkpoint(checkpoint_path), str(checkpoint_path))
 
 
-def onnx_model(checkpoint: Checkpoint, source: str = "weights") -> tuple[bytes, NetworkSpec]:
+def to_onnx(checkpoint: Checkpoint, source: str = "weights") -> tuple[bytes, NetworkSpec]:
     """A checkpoint -> the serialised ONNX model (its preprocessing in the metadata) and its spec."""
     try:
         import onnx
@@ -78,7 +78,7 @@ def cached_export(checkpoint_path: Path) -> Path:
     """The ONNX export of a torch checkpoint, made once and kept in the data dir under its sha256."""
     target = data_home() / "onnx" / f"{sha256_of(checkpoint_path)[:16]}-{checkpoint_path.stem}.onnx"
     if not target.is_file():
-        model, _ = exported(checkpoint_path)
+        model, _ = _exported(checkpoint_path)
         try:
             write_bytes_atomic(target, model)
         except OSError as error:

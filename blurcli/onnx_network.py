@@ -1,57 +1,22 @@
 """Run a blurcli model in ONNX Runtime: what `blur` and `predict` use, with no torch imported.
 
-An exported model carries its preprocessing (input size, multiple, normalisation, classes,
-subjects) in its metadata under the key `blurcli`, so the file alone is a complete model. A torch
-checkpoint given instead is exported once (`export.py`, which needs torch) and cached in the user
-data dir under its sha256.
+An exported model carries its spec (`spec.NetworkSpec`: input size, multiple, normalisation,
+classes, subjects) in its metadata under the key `blurcli`, so the file alone is a complete model.
+`segment.new_segmenter` is the way in; this module only opens bytes it is given.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError, first_line
-from blurcli.photo import read_bytes
-from blurcli.weights import ONNX_MAGIC, TORCH_MAGIC, foreign_kind
-
-if TYPE_CHECKING:
-    from blurcli.checkpoint import Checkpoint
-
-METADATA_KEY = "blurcli"  # the model's preprocessing, JSON, in the ONNX file's metadata_props
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """What the network expects and gives, as the checkpoint it came from recorded it."""
-
-    input_size: int
-    multiple: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    classes: tuple[str, ...]
-    subjects: tuple[str, ...]
-
-    @classmethod
-    def of(cls, checkpoint: Checkpoint) -> NetworkSpec:
-        """What a torch checkpoint records of its network's input and outputs."""
-        return cls(
-            input_size=checkpoint.input_size,
-            multiple=checkpoint.config.multiple,
-            mean=tuple(checkpoint.normalization["mean"]),
-            std=tuple(checkpoint.normalization["std"]),
-            classes=tuple(checkpoint.classes),
-            subjects=tuple(checkpoint.subjects),
-        )
-
-    def to_json(self) -> str:
-        return json.dumps({**self.__dict__, "format": 1})
+from blurcli.spec import METADATA_KEY, NetworkSpec
+from blurcli.weights import ONNX_MAGIC, foreign_kind
 
 
 class OnnxNetwork:
@@ -86,23 +51,7 @@ class OnnxNetwork:
         self._threads = count or 0
 
 
-def load_onnx(path: Path, device: str | None = None) -> tuple[OnnxNetwork, NetworkSpec]:
-    """A model file (ONNX, or a torch checkpoint exported once) -> its network and spec on `device`."""
-    model, source = onnx_model(path)
-    return onnx_network(model, device, source)
-
-
-def onnx_model(path: Path) -> tuple[bytes, str]:
-    """A model file -> the ONNX model's bytes and the file they were read from: a torch checkpoint
-    is exported once (cached), so the bytes can go to processes that have neither it nor torch."""
-    if is_torch_file(path):
-        from blurcli.export import cached_export  # needs torch: a clear message when it is absent
-
-        path = cached_export(path)
-    return read_bytes(path), str(path)
-
-
-def onnx_network(
+def open_onnx(
     model: bytes, device: str | None = None, source: str = "weights"
 ) -> tuple[OnnxNetwork, NetworkSpec]:
     """A serialised blurcli ONNX model -> its network on `device` and its spec; `source` names it."""
@@ -187,15 +136,6 @@ def _varint(message: memoryview, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def is_torch_file(path: Path) -> bool:
-    """Whether a weights file is a torch checkpoint (a zip or pickle), not an ONNX model."""
-    try:
-        with path.open("rb") as handle:
-            return handle.read(4).startswith(TORCH_MAGIC)
-    except OSError:
-        return False
-
-
 def read_spec(session: Any, path: Path | str) -> NetworkSpec:
     """The preprocessing a blurcli export recorded in the model's metadata."""
     recorded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
@@ -208,18 +148,7 @@ def read_spec(session: Any, path: Path | str) -> NetworkSpec:
             f"{path}: blurcli's metadata, but not its network: it takes {found}, not one 4-D 'pixels' "
             "(blurcli export makes a model blur can run)"
         )
-    try:
-        spec = json.loads(recorded)
-        return NetworkSpec(
-            input_size=int(spec["input_size"]),
-            multiple=int(spec["multiple"]),
-            mean=tuple(float(x) for x in spec["mean"]),
-            std=tuple(float(x) for x in spec["std"]),
-            classes=tuple(str(x) for x in spec["classes"]),
-            subjects=tuple(str(x) for x in spec["subjects"]),
-        )
-    except (ValueError, KeyError, TypeError) as error:
-        raise BlurcliError(f"{path}: damaged blurcli metadata ({error})") from None
+    return NetworkSpec.from_json(recorded, str(path))
 
 
 def cuda_available() -> bool:

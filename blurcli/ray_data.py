@@ -31,12 +31,11 @@ from blurcli.batch import (
 )
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.onnx_network import onnx_model
 from blurcli.photo import INPUT_EXTENSIONS, read_bytes
 from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, Naming, plan_inputs
 from blurcli.render import BlurTask, PredictTask, Task
 from blurcli.second_look import HeadOptions
-from blurcli.segment import Segmenter, new_segmenter
+from blurcli.segment import model_bytes, new_segmenter
 from blurcli.weights import resolve_weights
 
 # For `read_binary_files(..., file_extensions=PHOTO_EXTENSIONS)`: the photos a folder input takes.
@@ -101,10 +100,7 @@ class ProcessPhotos:
         heads: HeadOptions | None = HeadOptions(),
         threads: int | None = 1,
     ) -> None:
-        if isinstance(weights, bytes):
-            self.segmenter = Segmenter.from_onnx(weights, device, "weights", subject)
-        else:
-            self.segmenter = new_segmenter(weights, device, subject=subject)
+        self.segmenter = new_segmenter(weights, device, subject=subject)
         self.task = task
         self.output = None if output is None else f"{str(output).rstrip('/')}/"  # always a folder
         self.root = None if root is None else Path(str(root).split("://", 1)[-1])  # as Ray's paths read
@@ -191,8 +187,8 @@ def run_jobs_on_ray(
         raise UsageError("--ray reads and writes files: no stdin or stdout ('-')")
     check_device(device)
     import_ray()  # before the model: a missing extra is the first thing to say
-    model, source = onnx_model(resolve_weights(weights, None, subject))
-    Segmenter.from_onnx(model, "cpu", source, subject)  # a bad model or subject fails once, here
+    model, source = model_bytes(resolve_weights(weights, None, subject))
+    new_segmenter(model, "cpu", subject=subject, source=source)  # a bad model or subject fails once, here
     if not jobs:
         return []
     remove_parts_of(jobs)  # once, here, before any worker writes

@@ -15,7 +15,7 @@ borders leave no seams.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -257,7 +257,7 @@ def look_wide(
 ) -> tuple[np.ndarray, list[Crop]]:
     """The wide look at `detect_size`: its map, and a crop around each sure subject blob it finds,
     framed as the model learnt its subject (widest first, at most `max_heads`)."""
-    wide = replace(segmenter, input_size=options.detect_size).probabilities([image], 1, subject_only)[0]
+    wide = segmenter.at_size(options.detect_size).probabilities([image], 1, subject_only)[0]
     subject = wide if subject_only else 1.0 - wide[..., 0]
     scale = subject.shape[1] / image.shape[1]
     boxes = subject_boxes(subject, options.threshold, options.min_side, options.blob_confidence)

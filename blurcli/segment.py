@@ -1,29 +1,38 @@
 """Inference session: load a model once, then turn any photo into subject probabilities.
 
-The network runs in ONNX Runtime (`onnx_network.py`): `blur` and `predict` never import torch.
-Training and `Segmenter.from_checkpoint` run a torch module instead (`torch_network.py`); both
-give the same logits to the same numpy code here.
+`new_segmenter` is the one road from weights to a runnable model, whatever they are (a shipped
+name, a path, a URL, ONNX bytes, a torch checkpoint in memory) and whichever backend runs them:
+ONNX Runtime (`onnx_network.py`, what `blur` and `predict` run; torch is never imported) or torch
+(`torch_network.py`: training's validation, soups, the torch benchmarks). Both give the same
+logits to the same numpy code here.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.preprocess import CLASSES, SUBJECTS, normalize, resize_for_model
+from blurcli.onnx_network import cuda_available, open_onnx
+from blurcli.photo import read_bytes
+from blurcli.preprocess import SUBJECTS, normalize, resize_for_model
 from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_guide
-from blurcli.weights import ProgressCallback, resolve_weights
+from blurcli.spec import NetworkSpec
+from blurcli.weights import ProgressCallback, is_torch_file, resolve_weights
 
 if TYPE_CHECKING:
     from blurcli.checkpoint import Checkpoint
-    from blurcli.onnx_network import NetworkSpec
+
+Backend = Literal["auto", "onnx", "torch"]
+BACKENDS: tuple[Backend, ...] = ("auto", "onnx", "torch")
+_NEEDS_TORCH = 'needs torch: pip install "blurcli[train]"'
 
 
 class Network(Protocol):
@@ -46,102 +55,37 @@ class Prepared:
 
 @dataclass
 class Segmenter:
-    """A model ready for inference, with the preprocessing its checkpoint was trained with."""
+    """A model ready for inference: its network, its spec (preprocessing and outputs) and the
+    subject it segments (one of `spec.subjects`). Made by `new_segmenter`."""
 
     network: Network
-    input_size: int
-    multiple: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    classes: tuple[str, ...] = CLASSES
-    subject: str = "head"  # what the probabilities are of: "head" (LFW's classes) or "person"
-    subjects: tuple[str, ...] = ("head",)  # the subjects the checkpoint has outputs for
+    spec: NetworkSpec
+    subject: str
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.input_size
+
+    @property
+    def multiple(self) -> int:
+        return self.spec.multiple
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return self.spec.subjects
 
     @property
     def output_classes(self) -> tuple[str, ...]:
         """The classes `forward` gives probabilities of: LFW's for the head, background/person else."""
         return self.classes if self.subject == "head" else ("background", "person")
 
-    @classmethod
-    def from_checkpoint(
-        cls,
-        checkpoint: Checkpoint,
-        device: str | None = None,
-        source: str = "weights",
-        fuse: bool = True,
-        channels_last: bool = True,
-        subject: str | None = None,
-    ) -> Segmenter:
-        """A torch checkpoint run by torch on `device` (BatchNorm folded, NHWC): for training,
-        soups and benchmarks; `blur` runs the same weights exported to ONNX (`load`)."""
-        from blurcli.onnx_network import NetworkSpec
-        from blurcli.torch_network import TorchNetwork  # torch: only where training is installed
-
-        network = TorchNetwork.from_checkpoint(checkpoint, device, source, fuse, channels_last)
-        return cls._from_network(network, NetworkSpec.of(checkpoint), source, subject)
-
-    @classmethod
-    def load(
-        cls,
-        weights: str | None = None,
-        device: str | None = None,
-        on_progress: ProgressCallback | None = None,
-        subject: str | None = None,
-    ) -> Segmenter:
-        """Locate (shipped name, path or URL), verify and load weights; the one way the CLI gets a
-        model. An ONNX file runs as it is; a torch checkpoint is exported to ONNX once (cached)."""
-        from blurcli.onnx_network import cuda_available, load_onnx
-
-        path = resolve_weights(weights, on_progress, subject)
-        if check_device(device).startswith("cuda") and not cuda_available():
-            return cls._torch_on_cuda(path, device, subject)
-        return cls._from_network(*load_onnx(path, device), str(path), subject)
-
-    @classmethod
-    def from_onnx(
-        cls, model: bytes, device: str | None = None, source: str = "weights", subject: str | None = None
-    ) -> Segmenter:
-        """A serialised blurcli ONNX model (`export.onnx_model`) run by ONNX Runtime on `device`."""
-        from blurcli.onnx_network import onnx_network
-
-        return cls._from_network(*onnx_network(model, device, source), source, subject)
-
-    @classmethod
-    def _from_network(
-        cls, network: Network, spec: NetworkSpec, source: str, subject: str | None
-    ) -> Segmenter:
-        return cls(
-            network=network,
-            input_size=spec.input_size,
-            multiple=spec.multiple,
-            mean=spec.mean,
-            std=spec.std,
-            classes=spec.classes,
-            subject=choose_subject(spec.subjects, subject, source),
-            subjects=spec.subjects,
-        )
-
-    @classmethod
-    def _torch_on_cuda(cls, path: Path, device: str | None, subject: str | None) -> Segmenter:
-        """--device cuda without onnxruntime-gpu: the torch checkpoint (the file, or a shipped
-        model's .pt twin) in torch on CUDA, where torch is installed with it."""
-        from blurcli.onnx_network import is_torch_file
-
-        twin = path if is_torch_file(path) else path.with_suffix(".pt")
-        try:
-            import torch
-
-            usable = twin.is_file() and torch.cuda.is_available()
-        except ImportError:
-            usable = False
-        if not usable:
-            raise UsageError(
-                f"--device {device}: CUDA is not available here (it needs onnxruntime-gpu, or torch "
-                "with CUDA and the model's torch checkpoint)"
-            )
-        from blurcli.checkpoint import load_checkpoint
-
-        return cls.from_checkpoint(load_checkpoint(twin), device, str(twin), subject=subject)
+    def at_size(self, input_size: int) -> Segmenter:
+        """The same network fed photos of another longer side (the second look's wide view)."""
+        return replace(self, spec=replace(self.spec, input_size=input_size))
 
     @contextmanager
     def threads(self, count: int | None) -> Iterator[None]:
@@ -174,7 +118,8 @@ class Segmenter:
         for indices in by_shape.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                batch = normalize(np.stack([prepared[i].pixels for i in chunk]), self.mean, self.std)
+                pixels = np.stack([prepared[i].pixels for i in chunk])
+                batch = normalize(pixels, self.spec.mean, self.spec.std)
                 probs = self._probabilities(self.network(batch), subject_only)
                 for i, prob in zip(chunk, probs, strict=True):
                     height, width = prepared[i].size
@@ -220,15 +165,103 @@ def _softmax(logits: np.ndarray, axis: int) -> np.ndarray:
 
 
 def new_segmenter(
-    weights: str | None = None,
+    weights: str | Path | bytes | Checkpoint | None = None,
     device: str | None = None,
     on_progress: ProgressCallback | None = None,
     subject: str | None = None,
+    *,
+    backend: Backend = "auto",
+    source: str | None = None,
 ) -> Segmenter:
-    """Load a model once for many photos: `weights` a shipped name, path or URL (None: the shipped
-    default); `device` 'cpu', 'cuda', 'cuda:N' or None (CUDA when present); `subject` 'person',
-    'head' or None (the person when the model has it)."""
-    return Segmenter.load(weights, device, on_progress, subject)
+    """Load a model once for many photos: the one way to a Segmenter (the CLI, the library, Ray
+    workers, training's validation, soups and the benchmarks all take it).
+
+    `weights`: None (the subject's shipped model), a shipped model's name, a path or an https URL
+    (sha256-verified, cached), a serialised blurcli ONNX model (bytes), or a torch `Checkpoint` in
+    memory. `device`: 'cpu', 'cuda', 'cuda:N', or None/'auto' (CUDA when present). `subject`:
+    'person', 'head' or None (the person when the model has it). `backend`: 'onnx' runs ONNX Runtime
+    (a torch checkpoint is exported once, cached); 'torch' runs the torch checkpoint in torch,
+    BatchNorm folded (the train extra); 'auto' is onnx, but torch for a CUDA device ONNX Runtime
+    cannot reach. `source` names the weights in errors (default: their path, or 'weights').
+    """
+    if backend not in BACKENDS:
+        raise UsageError(f"backend {backend}: use {', '.join(BACKENDS)}")
+    if isinstance(weights, bytes):
+        if backend == "torch":
+            raise UsageError("ONNX bytes run in ONNX Runtime: use backend 'onnx'")
+        name = source or "weights"
+        return _segmenter(*open_onnx(weights, device, name), name, subject)
+    if weights is None or isinstance(weights, (str, os.PathLike)):
+        path = resolve_weights(None if weights is None else str(weights), on_progress, subject)
+        if _in_torch(backend, device):
+            return _torch_segmenter(_load_checkpoint(_torch_twin(path, device, backend)), device, subject)
+        model, name = model_bytes(path)
+        return _segmenter(*open_onnx(model, device, source or name), source or str(path), subject)
+    name = source or "weights"  # a Checkpoint in memory
+    if _in_torch(backend, device):
+        return _torch_segmenter((weights, name), device, subject)
+    from blurcli.export import to_onnx  # torch and onnx: a Checkpoint means they are installed
+
+    return _segmenter(*open_onnx(to_onnx(weights, name)[0], device, name), name, subject)
+
+
+def model_bytes(path: Path) -> tuple[bytes, str]:
+    """A model file -> the ONNX model's bytes and the file they were read from: a torch checkpoint
+    is exported once (cached), so the bytes can go to processes that have neither it nor torch."""
+    if is_torch_file(path):
+        from blurcli.export import cached_export  # needs torch: a clear message when it is absent
+
+        path = cached_export(path)
+    return read_bytes(path), str(path)
+
+
+def _segmenter(network: Network, spec: NetworkSpec, source: str, subject: str | None) -> Segmenter:
+    return Segmenter(network, spec, choose_subject(spec.subjects, subject, source))
+
+
+def _in_torch(backend: Backend, device: str | None) -> bool:
+    """Whether torch runs the model: asked for, or (auto) a CUDA device ONNX Runtime cannot reach."""
+    if backend != "auto":
+        return backend == "torch"
+    return check_device(device).startswith("cuda") and not cuda_available()
+
+
+def _torch_twin(path: Path, device: str | None, backend: Backend) -> Path:
+    """The torch checkpoint to run: the file itself, or a shipped model's .pt twin of its ONNX
+    file. With auto, only where torch reaches CUDA (it needs onnxruntime-gpu otherwise)."""
+    twin = path if is_torch_file(path) else path.with_suffix(".pt")
+    if backend == "auto":
+        try:
+            import torch
+
+            usable = twin.is_file() and torch.cuda.is_available()
+        except ImportError:
+            usable = False
+        if not usable:
+            raise UsageError(
+                f"--device {device}: CUDA is not available here (it needs onnxruntime-gpu, or torch "
+                "with CUDA and the model's torch checkpoint)"
+            )
+    elif not twin.is_file():
+        raise BlurcliError(f"{path}: an ONNX model; the torch backend runs its torch checkpoint (.pt)")
+    return twin
+
+
+def _load_checkpoint(path: Path) -> tuple[Checkpoint, str]:
+    try:
+        from blurcli.checkpoint import load_checkpoint
+    except ImportError:
+        raise BlurcliError(f"{path}: the torch backend {_NEEDS_TORCH}") from None
+    return load_checkpoint(path), str(path)
+
+
+def _torch_segmenter(loaded: tuple[Checkpoint, str], device: str | None, subject: str | None) -> Segmenter:
+    """A checkpoint's UNet in torch on `device`, BatchNorm folded, NHWC."""
+    from blurcli.torch_network import TorchNetwork  # torch: only where training is installed
+
+    checkpoint, source = loaded
+    network = TorchNetwork.from_checkpoint(checkpoint, device, source)
+    return _segmenter(network, NetworkSpec.of(checkpoint), source, subject)
 
 
 def check_subject(wanted: str) -> None:

@@ -20,8 +20,8 @@ from blurcli.paths import HOME_ENV, data_home, os_reason
 # Models that ship inside blurcli, by name: `--weights NAME`. The ONNX file is what blur and
 # predict run; its torch checkpoint (same name, .pt) ships beside it for fine-tuning (--init).
 SHIPPED: Mapping[str, str] = {"lfw": "blurcli-lfw.onnx", "person": "blurcli-person.onnx"}
-DEFAULT_MODEL = "lfw"
-# The shipped model each subject uses when no --weights is given (a name not shipped: DEFAULT_MODEL).
+# The shipped model each subject uses when no --weights is given; the person is the default subject.
+DEFAULT_SUBJECT = "person"
 DEFAULT_FOR_SUBJECT: Mapping[str, str] = {"person": "person", "head": "lfw"}
 
 ProgressCallback = Callable[[int, int | None], None]
@@ -51,7 +51,16 @@ def foreign_kind(head: bytes, wanted: str) -> str | None:
     return f"not {wanted}"
 
 
-def shipped_weights(name: str = DEFAULT_MODEL) -> Path:
+def is_torch_file(path: Path) -> bool:
+    """Whether a weights file is a torch checkpoint (a zip or pickle), not an ONNX model."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4).startswith(TORCH_MAGIC)
+    except OSError:
+        return False
+
+
+def shipped_weights(name: str) -> Path:
     """A shipped model's file: inside the installed package (wheel), else the repository's weights/."""
     if name not in SHIPPED:
         raise BlurcliError(f"{name}: no such shipped model (shipped: {', '.join(SHIPPED)})", exit_code=2)
@@ -63,9 +72,11 @@ def shipped_weights(name: str = DEFAULT_MODEL) -> Path:
 
 
 def default_weights(subject: str | None = None) -> Path:
-    """The shipped model for `subject` (None: the person), used with no network."""
-    name = DEFAULT_FOR_SUBJECT.get(subject or "person", DEFAULT_MODEL)
-    return shipped_weights(name if name in SHIPPED else DEFAULT_MODEL)
+    """The shipped model for `subject` (None: the default subject, the person), used with no network."""
+    subject = subject or DEFAULT_SUBJECT
+    if subject not in DEFAULT_FOR_SUBJECT:
+        raise BlurcliError(f"--subject {subject}: no shipped model for it", exit_code=2)
+    return shipped_weights(DEFAULT_FOR_SUBJECT[subject])
 
 
 def sha256_of(path: Path) -> str:

@@ -15,7 +15,7 @@ from blurcli.photo import read_image, read_photo
 from blurcli.refine import RefineOptions
 from blurcli.render import predict
 from blurcli.second_look import HeadOptions
-from blurcli.segment import Segmenter, new_segmenter
+from blurcli.segment import new_segmenter
 from blurcli.training.ccp import load_person_split
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import SplitData, load_split
@@ -85,7 +85,7 @@ def test_blur_with_the_default_model_keeps_the_face_sharp_and_blurs_the_corner(t
 
 
 def test_default_model_finds_the_face() -> None:
-    alpha = Segmenter.load(device="cpu").foreground(read_image(EXAMPLE))
+    alpha = new_segmenter(device="cpu").foreground(read_image(EXAMPLE))
     top, bottom, left, right = FACE
     assert alpha[top:bottom, left:right].mean() > 0.9
     assert alpha[CORNER[0] : CORNER[1], CORNER[2] : CORNER[3]].mean() < PERSON_CORNER
@@ -99,7 +99,7 @@ def test_default_model_reaches_the_required_figures_on_100_test_images() -> None
     test = load_split(REAL_LFW, "test")
     picked = np.linspace(0, len(test.names) - 1, 100).round().astype(int)  # fixed, spread over the split
     sample = SplitData(tuple(test.names[i] for i in picked), test.images[picked], test.masks[picked])
-    figures = evaluate(Segmenter.load(device="cpu", subject="head"), sample, refine=RefineOptions())
+    figures = evaluate(new_segmenter(device="cpu", subject="head"), sample, refine=RefineOptions())
     assert figures["pixel_accuracy"] >= 0.960
     assert figures["mean_iou"] >= 0.88
     assert figures["subject_iou"] >= 0.93

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from blurcli.checkpoint import load_checkpoint
 from blurcli.model import UNet, UNetConfig
 from blurcli.refine import RefineOptions
-from blurcli.segment import Segmenter
+from blurcli.segment import new_segmenter
 from blurcli.training.dataset import SegmentationDataset
 from blurcli.training.distributed import Ranks, distribute, process_group, ranks_from_environment, unwrapped
 from blurcli.training.evaluate import evaluate
@@ -77,7 +77,7 @@ def test_torchrun_trains_on_two_processes_as_one_would(lfw_dir: Path, tmp_path: 
     # Validation summed over the ranks' shards is the figure one process computes on the whole split.
     last = load_checkpoint(out.with_name("m.last.pt"))
     alone = evaluate(
-        Segmenter.from_checkpoint(last, "cpu", fuse=False, channels_last=False),
+        new_segmenter(last, "cpu", backend="torch"),
         load_split(lfw_dir, "validation"),
         refine=RefineOptions(),
     )

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from blurcli.follow import Follower, Track, follow
+from blurcli.preprocess import CLASSES
 from blurcli.second_look import Crop, HeadOptions, second_look
 from blurcli.segment import Segmenter
+from blurcli.spec import NetworkSpec
 
 OPTIONS = HeadOptions(detect_size=160)
 
@@ -32,9 +34,8 @@ class Bright:
 
 def person_segmenter(network: Bright | None = None) -> tuple[Segmenter, Bright]:
     network = network or Bright()
-    segmenter = Segmenter(
-        network, 64, 8, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), subject="person", subjects=("person",)
-    )
+    spec = NetworkSpec(64, 8, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), CLASSES, subjects=("person",))
+    segmenter = Segmenter(network, spec, subject="person")
     return segmenter, network
 
 

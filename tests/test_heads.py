@@ -26,7 +26,7 @@ from blurcli.second_look import (
     subject_boxes,
     taper_window,
 )
-from blurcli.segment import Segmenter
+from blurcli.segment import Segmenter, new_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "astronaut.jpg"
@@ -111,7 +111,7 @@ def test_a_close_up_must_show_a_head_where_lfw_has_one() -> None:
 
 @pytest.fixture(scope="module")
 def segmenter() -> Segmenter:
-    return Segmenter.load(None, "cpu")
+    return new_segmenter(None, "cpu")
 
 
 def _head() -> np.ndarray:

@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 from blurcli.checkpoint import load_checkpoint
 from blurcli.cli import app
 from blurcli.errors import BlurcliError
-from blurcli.export import onnx_model
-from blurcli.onnx_network import METADATA_KEY
+from blurcli.export import to_onnx
 from blurcli.paths import data_home
 from blurcli.photo import read_image, write_image
 from blurcli.preprocess import normalize
-from blurcli.segment import Segmenter, new_segmenter
+from blurcli.segment import new_segmenter
+from blurcli.spec import METADATA_KEY
 from blurcli.weights import default_weights, resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +48,8 @@ def _inputs() -> list[np.ndarray]:
 def test_the_export_computes_what_the_torch_module_does(which: str, tiny_weights: Path) -> None:
     path = tiny_weights if which == "tiny" else resolve_checkpoint(None)
     checkpoint = load_checkpoint(path)
-    in_torch = Segmenter.from_checkpoint(checkpoint, "cpu")
-    in_onnx = Segmenter.from_onnx(onnx_model(checkpoint)[0], "cpu")
+    in_torch = new_segmenter(checkpoint, "cpu", backend="torch")
+    in_onnx = new_segmenter(to_onnx(checkpoint)[0], "cpu")
     for batch in _inputs():
         np.testing.assert_allclose(in_onnx.network(batch), in_torch.network(batch), atol=1e-4, rtol=0)
     photo = read_image(EXAMPLE)
@@ -58,12 +58,44 @@ def test_the_export_computes_what_the_torch_module_does(which: str, tiny_weights
     assert ((masks[0] >= 128) == (masks[1] >= 128)).mean() > 0.9999
 
 
+def test_every_kind_of_weights_takes_the_one_road_to_either_backend(tiny_weights: Path) -> None:
+    checkpoint = load_checkpoint(tiny_weights)
+    onnx_bytes = to_onnx(checkpoint)[0]
+    made = {
+        "path, onnx": new_segmenter(str(tiny_weights), "cpu"),
+        "path, torch": new_segmenter(tiny_weights, "cpu", backend="torch"),
+        "bytes": new_segmenter(onnx_bytes, "cpu"),
+        "checkpoint, onnx": new_segmenter(checkpoint, "cpu", backend="onnx"),
+        "checkpoint, torch": new_segmenter(checkpoint, "cpu", backend="torch"),
+    }
+    batch = _inputs()[1]
+    expected = made["path, onnx"].network(batch)
+    for name, segmenter in made.items():
+        assert type(segmenter.network).__name__ == ("TorchNetwork" if "torch" in name else "OnnxNetwork")
+        assert segmenter.spec == made["path, onnx"].spec, name
+        np.testing.assert_allclose(segmenter.network(batch), expected, atol=1e-4, rtol=0, err_msg=name)
+
+
+def test_the_torch_backend_runs_a_shipped_models_torch_twin() -> None:
+    segmenter = new_segmenter("lfw", "cpu", backend="torch")
+    assert type(segmenter.network).__name__ == "TorchNetwork" and segmenter.subject == "head"
+
+
+def test_a_backend_that_cannot_run_the_weights_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BlurcliError, match="ONNX bytes run in ONNX Runtime"):
+        new_segmenter(default_weights().read_bytes(), "cpu", backend="torch")
+    with pytest.raises(BlurcliError, match="backend tensorrt: use auto, onnx, torch"):
+        new_segmenter(None, "cpu", backend="tensorrt")  # type: ignore[arg-type]
+    alone = tmp_path / "alone.onnx"
+    alone.write_bytes(default_weights().read_bytes())
+    with pytest.raises(BlurcliError, match=r"alone\.onnx: an ONNX model; the torch backend runs its torch"):
+        new_segmenter(str(alone), "cpu", backend="torch")
+
+
 @pytest.mark.parametrize("subject", ["person", "head"])
 def test_shipped_onnx_models_are_exports_of_their_checkpoints(subject: str) -> None:
     shipped = new_segmenter(device="cpu", subject=subject)
-    fresh = Segmenter.from_onnx(
-        onnx_model(load_checkpoint(resolve_checkpoint(None, subject=subject)))[0], "cpu"
-    )
+    fresh = new_segmenter(to_onnx(load_checkpoint(resolve_checkpoint(None, subject=subject)))[0], "cpu")
     for batch in _inputs():
         np.testing.assert_allclose(shipped.network(batch), fresh.network(batch), atol=1e-5, rtol=0)
     assert (shipped.input_size, shipped.subjects) == (fresh.input_size, fresh.subjects)
@@ -145,7 +177,7 @@ def test_an_onnx_model_with_weights_that_are_not_finite_is_refused(
 ) -> None:
     checkpoint = load_checkpoint(tiny_weights)
     checkpoint.state_dict["downs.0.1.0.0.weight"].view(-1)[5] = value  # past a ReLU: a probe could miss it
-    model, _ = onnx_model(checkpoint)
+    model, _ = to_onnx(checkpoint)
     (tmp_path / "nan.onnx").write_bytes(model)
     refusal = r"^\S*nan\.onnx: damaged blurcli model \(weight \S+ holds NaN or infinite values\)$"
     with pytest.raises(BlurcliError, match=refusal):

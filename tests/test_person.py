@@ -16,7 +16,7 @@ from blurcli.errors import BlurcliError, UsageError
 from blurcli.model import UNet, UNetConfig
 from blurcli.photo import read_photo, write_image
 from blurcli.second_look import looks_like_a_person, person_crop
-from blurcli.segment import Segmenter, new_segmenter
+from blurcli.segment import new_segmenter
 from blurcli.training.loop import with_person_output
 
 runner = CliRunner()
@@ -142,14 +142,14 @@ def test_a_person_crop_frames_the_whole_box_with_a_margin() -> None:
     ) and crop.top + crop.side / 2 == pytest.approx(120, abs=1)
 
 
-def test_segmenter_from_checkpoint_takes_the_subject(person_weights: Path) -> None:
+def test_a_checkpoint_in_memory_takes_the_subject(person_weights: Path) -> None:
     checkpoint = load_checkpoint(person_weights)
-    assert Segmenter.from_checkpoint(checkpoint, "cpu", subject="head").output_classes == (
+    assert new_segmenter(checkpoint, "cpu", backend="torch", subject="head").output_classes == (
         "background",
         "skin",
         "hair",
     )
-    assert Segmenter.from_checkpoint(checkpoint, "cpu").output_classes == ("background", "person")
+    assert new_segmenter(checkpoint, "cpu", backend="torch").output_classes == ("background", "person")
 
 
 def test_a_soup_of_person_models_keeps_the_person_output(lfw_dir: Path, tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from blurcli.batch import EXISTS, FileResult
 from blurcli.cli import app
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.metadata import add_output_mark
-from blurcli.onnx_network import onnx_model
 from blurcli.photo import encode_image, write_image
 from blurcli.plan import Job
 from blurcli.ray_data import (
@@ -34,6 +33,7 @@ from blurcli.ray_data import (
     run_jobs_on_ray,
 )
 from blurcli.render import BlurTask, PredictTask
+from blurcli.segment import model_bytes
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # Ray's own
 runner = CliRunner()
@@ -157,7 +157,7 @@ def test_blur_ray_on_the_command_line_prints_the_clis_json_lines(
 
 def test_a_worker_turns_a_batch_of_rows_into_one_record_each(tiny_weights: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")  # the records' format, installed with ray[data]
-    worker = ProcessPhotos(BlurTask(), onnx_model(tiny_weights)[0], "cpu", output=tmp_path / "out")
+    worker = ProcessPhotos(BlurTask(), model_bytes(tiny_weights)[0], "cpu", output=tmp_path / "out")
     good = encode_image(_photo(0), ".png")
     own = add_output_mark(good, "blurred")
     paths = np.array(["in/good.png", "in/bad.jpg", "in/own.png"])
@@ -175,7 +175,7 @@ def test_a_worker_turns_a_batch_of_rows_into_one_record_each(tiny_weights: Path,
 
 def test_a_row_that_cannot_be_planned_is_a_failed_record(tiny_weights: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
-    worker = ProcessPhotos(PredictTask(), onnx_model(tiny_weights)[0], "cpu", output=tmp_path)
+    worker = ProcessPhotos(PredictTask(), model_bytes(tiny_weights)[0], "cpu", output=tmp_path)
     photo = tmp_path / "a.png"  # predict names masks <stem>.png in the output folder: this very file
     table = worker(
         {"path": np.array([str(photo)]), "bytes": np.array([encode_image(_photo(0), ".png")], object)}

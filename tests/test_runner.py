@@ -17,7 +17,7 @@ from blurcli.photo import Photo, read_photo, write_image
 from blurcli.plan import find_inputs, plan_jobs
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.render import BlurTask, Mask, Rendered, render_blur
-from blurcli.segment import Segmenter
+from blurcli.segment import new_segmenter
 
 
 def _photos(folder: Path, count: int, size: int = 48) -> list[Path]:
@@ -79,7 +79,7 @@ def test_the_same_file_twice_is_processed_once(tmp_path: Path) -> None:
 def test_runner_reports_each_file_once_in_batches(tmp_path: Path, tiny_weights: Path) -> None:
     paths = _photos(tmp_path, 7)
     jobs = plan_jobs(find_inputs([str(tmp_path)]), tmp_path / "out", "_b")
-    segmenter = Segmenter.load(str(tiny_weights), "cpu")
+    segmenter = new_segmenter(str(tiny_weights), "cpu")
     runner = Runner(BlurTask(), segmenter, RunOptions(batch_size=3, jobs=2))
     results = runner.run(jobs)
     assert sorted(r.input for r in results) == sorted(str(p) for p in paths)
@@ -93,7 +93,7 @@ def test_interrupted_batch_leaves_whole_files_and_a_rerun_finishes(
     _photos(tmp_path, 6)
     out = tmp_path / "out"
     jobs = plan_jobs(find_inputs([str(tmp_path)]), out, "_b")
-    segmenter = Segmenter.load(str(tiny_weights), "cpu")
+    segmenter = new_segmenter(str(tiny_weights), "cpu")
     calls = []
 
     class Interrupted(BlurTask):

@@ -14,7 +14,7 @@ from blurcli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.model import UNet, UNetConfig
 from blurcli.refine import RefineOptions
-from blurcli.segment import Segmenter
+from blurcli.segment import new_segmenter
 from blurcli.training.augment import Augmentation
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import load_split
@@ -207,7 +207,7 @@ def test_the_checkpoint_records_the_augmentation_and_scores_refined_masks(
     result = train(_config(lfw_dir, tmp_path / "m.pt", epochs=1, augmentation=augmentation))
     checkpoint = load_checkpoint(result.paths.best)
     assert Augmentation(**checkpoint.info["train"]["augmentation"]) == augmentation
-    segmenter = Segmenter.from_checkpoint(checkpoint, "cpu")
+    segmenter = new_segmenter(checkpoint, "cpu", backend="torch")
     validation = load_split(lfw_dir, "validation", limit=8)
     refined = evaluate(segmenter, validation, refine=RefineOptions())
     assert checkpoint.metrics["mean_iou"] == pytest.approx(refined["mean_iou"], abs=1e-3)

@@ -18,7 +18,7 @@ import torch
 from blurcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from blurcli.errors import BlurcliError
 from blurcli.model import UNet, UNetConfig
-from blurcli.segment import Segmenter
+from blurcli.segment import new_segmenter
 from blurcli.weights import cached_path, resolve_weights, split_url
 
 CONFIG = UNetConfig(width=4, depth=2, stem_stride=1)
@@ -196,7 +196,7 @@ def test_url_download_is_verified_cached_and_reused(weights_file: Path, server: 
     assert seen[-1] == (weights_file.stat().st_size, weights_file.stat().st_size)
     assert resolve_weights(spec) == first
     assert server.requests == 1  # the second call was a cache hit
-    assert Segmenter.load(spec, "cpu").input_size == 64
+    assert new_segmenter(spec, "cpu").input_size == 64
 
 
 def test_hash_mismatch_deletes_the_download(weights_file: Path, server: _Server) -> None:
@@ -276,7 +276,7 @@ def test_a_wrong_shaped_tensor_in_a_file_names_the_tensor_not_torch(tmp_path: Pa
         BlurcliError,
         match=r"bent\.pt: weights do not fit the model: tensor head\.weight expected \(3, 4, 1, 1\)",
     ):
-        Segmenter.load(str(tmp_path / "bent.pt"), "cpu")
+        new_segmenter(str(tmp_path / "bent.pt"), "cpu")
 
 
 def test_a_complex_tensor_is_another_kind_of_number() -> None:

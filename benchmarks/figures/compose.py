@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 from benchmarks.common import DOCS, EXAMPLE, add_weights, argument_parser, caption, full_size_mask, white
 from blurcli.compose import BlurOptions, composite, diagonal_sigma
 from blurcli.photo import read_image, write_image
-from blurcli.segment import Segmenter
+from blurcli.segment import new_segmenter
 
 CLOSE_UP = (0, 128, 150, 406)  # top, bottom, left, right: the top of her hair against the wall
 
@@ -52,7 +52,7 @@ def main() -> None:
     add_weights(parser)
     args = parser.parse_args()
     photo = read_image(args.image)
-    low = Segmenter.load(args.weights, "cpu").probabilities([photo], subject_only=True)[0]
+    low = new_segmenter(args.weights, "cpu").probabilities([photo], subject_only=True)[0]
     sigma = diagonal_sigma(photo.shape, args.strength)
     left = naive(photo, full_size_mask(low, photo, None), sigma)
     right = composite(photo, full_size_mask(low, photo), BlurOptions(strength=args.strength))

@@ -31,7 +31,7 @@ from blurcli.compose import BlurOptions
 from blurcli.photo import write_image
 from blurcli.render import blur
 from blurcli.second_look import HeadOptions
-from blurcli.segment import Segmenter
+from blurcli.segment import new_segmenter
 
 WIDTH, HEIGHT = 1500, 700
 PEOPLE = ((60, 330, 360), (560, 420, 280), (1030, 470, 230))  # (left, top, side) of each copy
@@ -62,7 +62,7 @@ def main() -> None:
     add_weights(parser)
     args = parser.parse_args()
     photo = group_photo(example_rgb())
-    segmenter = Segmenter.load(args.weights, "cpu")
+    segmenter = new_segmenter(args.weights, "cpu")
     options = BlurOptions()
     single = blur(photo, segmenter, options, heads=None)
     auto = blur(photo, segmenter, options, heads=HeadOptions())

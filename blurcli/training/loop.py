@@ -30,8 +30,7 @@ from blurcli.model import UNet, UNetConfig, count_parameters
 from blurcli.paths import check_outputs, check_writable, os_reason
 from blurcli.preprocess import CLASSES, NORMALIZATION
 from blurcli.refine import RefineOptions
-from blurcli.segment import Segmenter
-from blurcli.torch_network import TorchNetwork
+from blurcli.segment import new_segmenter
 from blurcli.training.augment import Augmentation
 from blurcli.training.ccp import PersonSplit, load_person_split, split_numbers
 from blurcli.training.dataset import SegmentationDataset
@@ -361,13 +360,9 @@ def _train(
                 raise BlurcliError(
                     f"epoch {epoch + 1}: {why}: training diverged; lower --lr (it was {config.lr:g})"
                 )
-            segmenter = Segmenter(
-                TorchNetwork(model, device),
-                config.input_size,
-                model_config.multiple,
-                tuple(norm["mean"]),
-                tuple(norm["std"]),
-                subjects=config.subjects,
+            state = _checkpoint(model, config, norm, {}, epoch + 1)
+            segmenter = new_segmenter(
+                state, str(device), subject="head", backend="torch", source="validation"
             )
             # Refined, as `blurcli eval` scores (and `blur` uses) masks; the loss stays bilinear.
             batch = max(config.batch_size, 32)

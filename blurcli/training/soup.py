@@ -16,7 +16,7 @@ from blurcli.device import resolve_device
 from blurcli.errors import UsageError
 from blurcli.model import UNet, count_parameters
 from blurcli.paths import check_outputs, check_writable
-from blurcli.segment import Segmenter
+from blurcli.segment import new_segmenter
 from blurcli.training.evaluate import evaluate
 from blurcli.training.lfw import load_split
 
@@ -121,7 +121,7 @@ def greedy_soup(
 
     def score(members: list[int]) -> dict[str, Any]:
         soup = dataclasses.replace(first, state_dict=average_weights([checkpoints[i] for i in members]))
-        return evaluate(Segmenter.from_checkpoint(soup, str(target), subject="head"), val_split)
+        return evaluate(new_segmenter(soup, str(target), subject="head", backend="torch"), val_split)
 
     steps: list[dict[str, Any]] = []
 
