@@ -17,7 +17,7 @@ from blurcli.model import UNet, UNetConfig
 from blurcli.photo import read_photo, write_image
 from blurcli.second_look import looks_like_a_person, person_crop
 from blurcli.segment import new_segmenter
-from blurcli.training.loop import with_person_output
+from blurcli.training.start import with_person_output
 
 runner = CliRunner()
 SMALL = UNetConfig(width=4, depth=2, stem_stride=1)

@@ -19,8 +19,8 @@ from blurcli.cli import app
 from blurcli.errors import BlurcliError
 from blurcli.training.ccp import load_person_split
 from blurcli.training.lfw import load_split, load_unlabelled
-from blurcli.training.loop import taught
 from blurcli.training.people import load_people
+from blurcli.training.run_data import taught
 from blurcli.training.targets import (
     IGNORE,
     LFW_BACKGROUND,

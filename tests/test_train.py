@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -66,6 +67,22 @@ def test_interrupted_run_resumes_to_the_same_model(lfw_dir: Path, tmp_path: Path
     for key, value in _weights(reference.paths.last).items():
         torch.testing.assert_close(_weights(resumed.paths.last)[key], value, rtol=0, atol=0)
     assert len(out.with_name("m.log.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_last_checkpoint_written_before_best_score_was_named_so_still_resumes(
+    lfw_dir: Path, tmp_path: Path
+) -> None:
+    reference = train(_config(lfw_dir, tmp_path / "ref" / "m.pt", epochs=2))
+    out = tmp_path / "run" / "m.pt"
+    train(_config(lfw_dir, out, epochs=1))
+    last = load_checkpoint(out.with_name("m.last.pt"))
+    state = dict(last.resume)
+    state["best_miou"] = state.pop("best_score")  # the key's name in older files
+    save_checkpoint(out.with_name("m.last.pt"), dataclasses.replace(last, resume=state))
+    resumed = train(_config(lfw_dir, out, epochs=2, resume=True))
+    assert resumed.best_epoch == reference.best_epoch
+    for key, value in _weights(reference.paths.last).items():
+        torch.testing.assert_close(_weights(resumed.paths.last)[key], value, rtol=0, atol=0)
 
 
 def test_snapshots_keep_every_epoch_and_the_best_is_one_of_them(lfw_dir: Path, tmp_path: Path) -> None:

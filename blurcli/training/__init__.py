@@ -6,10 +6,11 @@ this package, so `blur` and `predict` never load it.
 
 from blurcli.training import teacher
 from blurcli.training.augment import Augmentation
+from blurcli.training.config import TrainConfig
 from blurcli.training.distributed import Ranks, ranks_from_environment
 from blurcli.training.evaluate import evaluate, load_labelled
 from blurcli.training.lfw import SplitData, load_split
-from blurcli.training.loop import TrainConfig, TrainResult, train
+from blurcli.training.loop import TrainResult, train
 from blurcli.training.soup import SoupResult, greedy_soup
 
 __all__ = [

@@ -18,7 +18,7 @@ from blurcli.model import UNet, count_parameters
 from blurcli.paths import check_outputs, check_writable
 from blurcli.segment import new_segmenter
 from blurcli.training.evaluate import evaluate
-from blurcli.training.lfw import load_split
+from blurcli.training.lfw import SplitData, load_split
 
 
 @dataclass
@@ -102,9 +102,36 @@ def greedy_soup(
     if not ingredients:
         raise UsageError("--soup needs at least one checkpoint")
     check_soup_metric(metric)
-    target = resolve_device(device)
+    return _soup(data, out, ingredients, resolve_device(device), limit, on_step, metric)
+
+
+def _soup(
+    data: Path,
+    out: Path,
+    ingredients: Sequence[Path],
+    device: torch.device,
+    limit: int | None,
+    on_step: Callable[[dict[str, Any]], None] | None,
+    metric: SoupMetric,
+) -> SoupResult:
+    """`greedy_soup` once the ingredients and the figure are known to be good and `device` resolved."""
     check_outputs({out: is_checkpoint}, ingredients, {"--data": data})
     check_writable([out])  # before hours of scoring, not after
+    checkpoints = _load_ingredients(ingredients)
+    tasting = _Tasting(ingredients, checkpoints, load_split(data, "validation", limit=limit), device, on_step)
+    if metric == "uniform":
+        chosen = list(range(len(ingredients)))
+        best = tasting.score(chosen)
+        tasting.record(chosen, best, True)
+    else:
+        chosen, best = _greedy(len(ingredients), tasting.score, metric, tasting.record)
+    save_checkpoint(out, _soup_checkpoint(checkpoints, chosen, best, ingredients, metric), half=True)
+    return SoupResult(out, [ingredients[i] for i in chosen], best, tasting.steps)
+
+
+def _load_ingredients(ingredients: Sequence[Path]) -> list[Checkpoint]:
+    """The ingredients' checkpoints, once they are known to be one architecture (same network,
+    input size, classes and normalisation); else a UsageError naming the first that differs."""
     checkpoints = [load_checkpoint(path) for path in ingredients]
     first = checkpoints[0]
     for path, checkpoint in zip(ingredients, checkpoints, strict=True):
@@ -117,35 +144,56 @@ def greedy_soup(
             raise UsageError(
                 f"{path}: a different model from {ingredients[0]}; a soup needs one architecture"
             )
-    val_split = load_split(data, "validation", limit=limit)
+    return checkpoints
 
-    def score(members: list[int]) -> dict[str, Any]:
-        soup = dataclasses.replace(first, state_dict=average_weights([checkpoints[i] for i in members]))
-        return evaluate(new_segmenter(soup, str(target), subject="head", backend="torch"), val_split)
 
-    steps: list[dict[str, Any]] = []
+@dataclass
+class _Tasting:
+    """Scores averages of some of the ingredients on LFW's validation split (the head's figures),
+    and records each step for the result and `on_step`."""
 
-    def record(members: list[int], figures: dict[str, Any], kept: bool | None) -> None:
-        steps.append(
-            {"members": [str(ingredients[i]) for i in members], **_soup_figures(figures), "kept": kept}
+    ingredients: Sequence[Path]
+    checkpoints: list[Checkpoint]
+    validation: SplitData
+    device: torch.device
+    on_step: Callable[[dict[str, Any]], None] | None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def score(self, members: list[int]) -> dict[str, Any]:
+        """The validation figures of the average of ingredients `members`."""
+        weights = average_weights([self.checkpoints[i] for i in members])
+        soup = dataclasses.replace(self.checkpoints[0], state_dict=weights)
+        return evaluate(
+            new_segmenter(soup, str(self.device), subject="head", backend="torch"), self.validation
         )
-        if on_step:
-            on_step(steps[-1])
 
-    if metric == "uniform":
-        chosen = list(range(len(ingredients)))
-        best = score(chosen)
-        record(chosen, best, True)
-    else:
-        chosen, best = _greedy(len(ingredients), score, metric, record)
-    soup = Checkpoint(
+    def record(self, members: list[int], figures: dict[str, Any], kept: bool | None) -> None:
+        """Note a step: which ingredients, their figures, and whether the last of them was kept."""
+        self.steps.append(
+            {"members": [str(self.ingredients[i]) for i in members], **_soup_figures(figures), "kept": kept}
+        )
+        if self.on_step:
+            self.on_step(self.steps[-1])
+
+
+def _soup_checkpoint(
+    checkpoints: list[Checkpoint],
+    chosen: list[int],
+    figures: dict[str, Any],
+    ingredients: Sequence[Path],
+    metric: SoupMetric,
+) -> Checkpoint:
+    """The average of the `chosen` ingredients with its validation `figures`, as a trained
+    checkpoint is written, its `info` naming the ingredients and the figure they were chosen by."""
+    first = checkpoints[0]
+    return Checkpoint(
         config=first.config,
         state_dict=average_weights([checkpoints[i] for i in chosen]),
         input_size=first.input_size,
         classes=first.classes,
         subjects=first.subjects,
         normalization=first.normalization,
-        metrics=best,
+        metrics=figures,
         info={
             "eval_split": "validation",
             "soup": [str(ingredients[i]) for i in chosen],
@@ -155,5 +203,3 @@ def greedy_soup(
             "torch": str(torch.__version__),
         },
     )
-    save_checkpoint(out, soup, half=True)
-    return SoupResult(out, [ingredients[i] for i in chosen], best, steps)
