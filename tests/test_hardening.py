@@ -19,7 +19,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from blurcli.batch import FileResult, Runner
-from blurcli.cli import _load_segmenter, app
+from blurcli.cli import app
+from blurcli.cli.output import load_segmenter
 from blurcli.errors import BlurcliError
 from blurcli.metadata import add_output_mark, output_mark
 from blurcli.photo import (
@@ -262,7 +263,7 @@ def test_a_full_stdout_is_blamed_on_stdout_not_the_photo(tmp_path: Path, tiny_we
 def test_local_weights_show_no_download_bar(tiny_weights: Path) -> None:
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100)
-    _load_segmenter(str(tiny_weights), "cpu", console)
+    load_segmenter(str(tiny_weights), "cpu", console)
     assert "downloading" not in screen.getvalue()
 
 

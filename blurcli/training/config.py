@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,17 @@ class TrainConfig:
     def subjects(self) -> tuple[str, ...]:
         """The outputs the model gets: LFW's head classes, and a person logit with `person_data`."""
         return ("head", "person") if self.person_data is not None else ("head",)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> TrainConfig:
+        """The config `blurcli train`'s options describe: the CLI names its parameters as the fields
+        are named, and gives `textured` (the augmentation's) and `loss_size` 0 for the input size."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in options.items() if key in names}
+        values["loss_size"] = values.get("loss_size") or None
+        if "textured" in options:
+            values["augmentation"] = Augmentation(textured=options["textured"])
+        return cls(**values)
 
     def model_config(self) -> UNetConfig:
         outputs = len(CLASSES) + ("person" in self.subjects)

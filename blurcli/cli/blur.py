@@ -1,0 +1,141 @@
+"""`blurcli blur`: photos and videos with the background blurred."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from blurcli.batch import RunOptions, needs_model
+from blurcli.cli.options import (
+    DEFAULT_JOBS,
+    BatchOption,
+    DeviceOption,
+    FormatOption,
+    HeadsOption,
+    ImagesArgument,
+    JobsOption,
+    JsonOption,
+    MaxMemoryOption,
+    MaxPixelsOption,
+    OverwriteOption,
+    QualityOption,
+    QuietOption,
+    RayOption,
+    RecursiveOption,
+    RefineFlag,
+    SubjectOption,
+    WeightsOption,
+    WorkersOption,
+)
+from blurcli.cli.output import (
+    load_segmenter,
+    megabytes,
+    stderr_console,
+)
+from blurcli.cli.runs import check_stdout, ray_runner, run_with_progress
+from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
+from blurcli.device import check_device
+from blurcli.photo import DEFAULT_MAX_PIXELS
+from blurcli.plan import (
+    BLUR_NAMING,
+    plan_files,
+)
+from blurcli.refine import RefineOptions
+from blurcli.render import BlurTask
+from blurcli.video import VideoOptions, check_preset
+
+OutputOption = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output file (one input, an image name) or folder (mirrors input folders; a name "
+        "ending in / is always a folder). "
+        "Default: <stem>_blurred.<ext> beside each input.",
+    ),
+]
+StrengthOption = Annotated[
+    float, typer.Option(min=0.0, max=0.2, help="Blur sigma as a fraction of the image diagonal.")
+]
+FeatherOption = Annotated[
+    float, typer.Option(min=0.0, max=0.05, help="Mask edge softening, fraction of the diagonal.")
+]
+KernelOption = Annotated[
+    Kernel,
+    typer.Option(help="gaussian: soft and even; disc: a lens's bokeh (round, bright highlights)."),
+]
+MaskOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--mask",
+        help="Use this mask (white = subject; e.g. from `blurcli predict`, edited) instead of the "
+        "model. A folder holds one per photo: <stem>_mask.png or <stem>.png, mirroring the inputs.",
+    ),
+]
+SaveMaskOption = Annotated[
+    bool,
+    typer.Option("--save-mask", help="Also write the mask used, <stem>_mask.png beside each output."),
+]
+KeepEmptyOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-empty",
+        help="A photo in which no person is found is copied unchanged (default: it is all "
+        "background, so it is blurred all over).",
+    ),
+]
+CrfOption = Annotated[
+    int, typer.Option(min=0, max=51, help="Videos: x264 quality (lower is better and bigger).")
+]
+PresetOption = Annotated[str, typer.Option(help="Videos: x264 speed preset (ultrafast ... veryslow).")]
+
+
+def blur(
+    images: ImagesArgument,
+    output: OutputOption = None,
+    strength: StrengthOption = DEFAULT_STRENGTH,
+    feather: FeatherOption = DEFAULT_FEATHER,
+    kernel: KernelOption = "gaussian",
+    mask: MaskOption = None,
+    save_mask: SaveMaskOption = False,
+    heads: HeadsOption = "auto",
+    subject: SubjectOption = None,
+    keep_empty: KeepEmptyOption = False,
+    recursive: RecursiveOption = False,
+    overwrite: OverwriteOption = False,
+    fmt: FormatOption = None,
+    quality: QualityOption = 95,
+    jobs: JobsOption = DEFAULT_JOBS,
+    batch_size: BatchOption = 8,
+    as_json: JsonOption = False,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    max_memory: MaxMemoryOption = None,
+    refine: RefineFlag = True,
+    crf: CrfOption = VideoOptions.crf,
+    preset: PresetOption = VideoOptions.preset,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    ray: RayOption = None,
+    workers: WorkersOption = 2,
+    quiet: QuietOption = False,
+) -> None:
+    """Blur the background of photos and videos, keeping the person sharp."""
+    planned = plan_files(images, output, BLUR_NAMING, recursive, fmt, mask, save_mask)
+    check_stdout(planned, as_json)
+    console = stderr_console(quiet)
+    if ray is None and needs_model(planned):  # Ray's workers load their own
+        segmenter = load_segmenter(weights, device, console, subject)
+    else:
+        segmenter, _ = None, check_device(device)  # no model needed, but a bad --device is still a mistake
+    task = BlurTask(
+        BlurOptions(strength=strength, feather=feather, kernel=kernel),
+        RefineOptions() if refine else None,
+        save_mask,
+        keep_empty,
+    )
+    video = VideoOptions(crf=crf, preset=check_preset(preset))
+    options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, video, megabytes(max_memory))
+    on_ray = ray_runner(ray, workers, weights, device, subject)
+    run_with_progress(planned, task, segmenter, options, heads, "blurring", as_json, quiet, on_ray)
