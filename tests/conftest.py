@@ -27,22 +27,49 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.fixture
 def lock(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
-    """Make a file unreadable: chmod 0, and, where the tests run as root (CI does), whom chmod does
-    not stop, a read of it fails the same way (EACCES), so the error path runs there too."""
+    """Lock a file or a folder. A file becomes unreadable (chmod 0), a folder read-only (chmod 0o555:
+    nothing can be created in it). chmod does not stop root, whom the tests run as in CI; there,
+    reading a locked file (Path.read_bytes) and creating a file or folder in a locked folder
+    (os.open with O_CREAT, os.mkdir: what blurcli's writes, its up-front probes and tempfile go
+    through) fail the same way (EACCES), so the error paths run there too."""
     locked: set[Path] = set()
-    read_bytes = Path.read_bytes
+    read_bytes, open_file, make_folder = Path.read_bytes, os.open, os.mkdir
 
-    def guarded(self: Path) -> bytes:
+    def refused(path: str | os.PathLike[str]) -> PermissionError:
+        return PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+
+    def creates_in_locked(path: str | os.PathLike[str], dir_fd: int | None) -> bool:
+        entry = Path(os.fsdecode(path))
+        return dir_fd is None and entry.parent.resolve() in locked and not os.path.lexists(entry)
+
+    def guarded_read(self: Path) -> bytes:
         if self.resolve() in locked:
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            raise refused(self)
         return read_bytes(self)
 
-    if os.geteuid() == 0:
-        monkeypatch.setattr(Path, "read_bytes", guarded)
+    def guarded_open(
+        path: str | os.PathLike[str], flags: int, mode: int = 0o777, *, dir_fd: int | None = None
+    ) -> int:
+        if flags & os.O_CREAT and creates_in_locked(path, dir_fd):
+            raise refused(path)
+        return open_file(path, flags, mode, dir_fd=dir_fd)
+
+    def guarded_mkdir(path: str | os.PathLike[str], mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        if creates_in_locked(path, dir_fd):
+            raise refused(path)
+        make_folder(path, mode, dir_fd=dir_fd)
 
     def make(path: Path) -> None:
-        path.chmod(0)
+        folder = path.is_dir()
+        path.chmod(0o555 if folder else 0)
         locked.add(path.resolve())
+        if os.geteuid() != 0:
+            return
+        if folder:
+            monkeypatch.setattr(os, "open", guarded_open)
+            monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+        else:
+            monkeypatch.setattr(Path, "read_bytes", guarded_read)
 
     return make
 

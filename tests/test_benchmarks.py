@@ -2,7 +2,9 @@
 
 Each script runs in a fresh process from the repository root with a tiny untrained model, a tiny
 synthetic LFW Part Labels release and small images, writing only under tmp_path; the test checks
-that it prints its figures (or writes its picture), so the README's figures stay reproducible.
+that it exits 0 and prints its tables in their format (or writes its picture). It checks no figure:
+the numbers come from an untrained model on toy data, a target a script reports may read "met" or
+"not met", and nothing here says the README's figures are still what the scripts measure.
 """
 
 from __future__ import annotations

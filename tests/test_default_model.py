@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from blurcli.checkpoint import load_checkpoint
+from blurcli.onnx_network import METADATA_KEY
 from blurcli.photo import read_image, read_photo
 from blurcli.refine import RefineOptions
 from blurcli.render import predict
@@ -43,11 +44,20 @@ def _sharpness(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
+@pytest.mark.parametrize(("subject", "name"), [(None, "blurcli-person.onnx"), ("head", "blurcli-lfw.onnx")])
+def test_the_shipped_default_model_is_onnx(subject: str | None, name: str) -> None:
+    """What blur runs with no -w, for each subject: an ONNX model blurcli exported (ONNX Runtime
+    reads it and finds blurcli's metadata in it)."""
+    import onnxruntime
+
+    path = default_weights(subject)
+    assert path.name == name
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert METADATA_KEY in session.get_modelmeta().custom_metadata_map
+
+
 def test_default_weights_ship_with_the_package() -> None:
     """Each shipped model: the ONNX file blur runs, its torch checkpoint beside it."""
-    assert (
-        default_weights().name == "blurcli-person.onnx" and default_weights("head").name == "blurcli-lfw.onnx"
-    )
     person, head = (load_checkpoint(resolve_checkpoint(None, subject=s)) for s in ("person", "head"))
     assert person.subjects == ("head", "person") and head.subjects == ("head",)
     for subject in ("person", "head"):

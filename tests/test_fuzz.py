@@ -7,15 +7,22 @@ type, or a one-line BlurcliError naming the file; `blur_files` and `predict_file
 'done' or 'failed' (one line naming the file) leaving no output or temp file behind and the input
 untouched.
 
+Each fuzz run is made in a fresh Python process that reports its own peak RSS: one test checks the
+run's verdict, another that the run's peak memory stayed bounded.
+
 Runs are reproducible (derandomize=True); benchmarks/fuzz_images.py runs the same strategies for
 thousands of inputs and counts what the codecs print on stderr.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,7 +42,6 @@ from tests.image_mutations import (
     files_problem,
     jpeg_scan_ranges,
     mutants,
-    peak_rss_mb,
     photo_problem,
 )
 
@@ -44,13 +50,14 @@ SOURCE = "fuzz.jpg"  # the name decode_photo is given, whatever the format
 # A damaged header may claim a huge image; under this limit it is refused before anything is
 # allocated, and nothing the fuzzer makes legitimately comes near it (the images are 64x48 at most).
 MAX_PIXELS = 4_000_000
-# Peak RSS growth allowed over one fuzz test. The inputs are at most 64x48 and MAX_PIXELS caps what a
+# Peak RSS growth allowed over one fuzz run. The inputs are at most 64x48 and MAX_PIXELS caps what a
 # header can make the decoder allocate at 4 MP x 4 channels x 2 bytes = 32 MB (plus OpenCV's and
 # blurcli's copies), so a few tens of MB is normal; 500 MB is far above that and far below what an
 # allocation that slips past the limit costs (a JPEG header up to OpenCV's own ceiling of 1 GP:
 # 3 GB; a PNG chunk length that OpenCV allocates as declared: up to 4 GiB).
-# ru_maxrss is the process's high-water mark, so the growth is measured against the highest peak of
-# any earlier test in the session: run this file alone for an exact figure.
+# ru_maxrss is a process's high-water mark: in the test process an earlier test may have raised it
+# above anything a fuzz run reaches, and no growth would show. So each run is made in a fresh process
+# (fuzz_in_fresh_process), which reads its own peak after its warm-up and after the run.
 MAX_RSS_GROWTH_MB = 500
 DEADLINE_MS = 2000  # per input; decoding these takes milliseconds, blur + predict well under 0.5 s
 
@@ -92,17 +99,72 @@ def _decode_property(mutant: Mutant) -> None:
         assert_sane_photo(photo)
 
 
-def test_damaged_images_decode_or_fail_in_one_line() -> None:
-    before = peak_rss_mb()
-    _decode_property()
-    assert peak_rss_mb() - before < MAX_RSS_GROWTH_MB
+# Run in the fresh process: import a workload from this module, call it (imports and warm-up: the
+# peak they leave is the baseline), then run the fuzz run it returns between two reads of the peak.
+MEASURED = """
+import sys
+from tests.image_mutations import peak_rss_mb
+from tests.test_fuzz import {workload} as workload
+run = workload(*sys.argv[1:])
+before = peak_rss_mb()
+try:
+    run()
+finally:
+    print(f"peak RSS {{before:.1f}} MB -> {{peak_rss_mb():.1f}} MB")
+"""
+
+
+@dataclass(frozen=True)
+class FuzzRun:
+    """What a fuzz run in a fresh process gave: whether every input passed, its stdout and stderr
+    (hypothesis's falsifying example and traceback, where one failed), its peak RSS growth."""
+
+    passed: bool
+    report: str
+    growth_mb: float
+
+
+def fuzz_in_fresh_process(workload: str, *args: object, home: Path) -> FuzzRun:
+    """Run `workload(*args)` of this module, and the fuzz run it returns, in a fresh Python process
+    (BLURCLI_HOME=home); that process reports its own peak RSS before and after the run."""
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURED.format(workload=workload), *map(str, args)],
+        cwd=ROOT,
+        env={**os.environ, "BLURCLI_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = done.stdout + done.stderr
+    peaks = re.search(r"peak RSS (\S+) MB -> (\S+) MB", done.stdout)
+    assert peaks is not None, report
+    return FuzzRun(done.returncode == 0, report, float(peaks[2]) - float(peaks[1]))
+
+
+def decode_run() -> Callable[[], None]:
+    """The decode fuzz run, once each base format has been decoded (the codecs are warm)."""
+    for fmt in FORMATS:
+        decode_photo(base_image(fmt, 64, 48, 0), f"warm{extension(fmt)}", MAX_PIXELS)
+    return _decode_property
 
 
 @pytest.fixture(scope="module")
-def segmenter(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Segmenter:
+def decode_fuzz(tmp_path_factory: pytest.TempPathFactory) -> FuzzRun:
+    return fuzz_in_fresh_process("decode_run", home=tmp_path_factory.mktemp("home"))
+
+
+def test_damaged_images_decode_or_fail_in_one_line(decode_fuzz: FuzzRun) -> None:
+    assert decode_fuzz.passed, decode_fuzz.report
+
+
+def test_damaged_images_do_not_grow_peak_memory_past_the_bound(decode_fuzz: FuzzRun) -> None:
+    assert decode_fuzz.growth_mb < MAX_RSS_GROWTH_MB, f"{decode_fuzz.growth_mb:.0f} MB\n{decode_fuzz.report}"
+
+
+def warmed_segmenter(weights: Path, folder: Path) -> Segmenter:
     """The tiny untrained model, warmed up on a valid photo so no input pays for the first pass."""
-    segmenter = new_segmenter(str(tiny_weights), "cpu")
-    folder = tmp_path_factory.mktemp("warm-up")
+    segmenter = new_segmenter(str(weights), "cpu")
     (folder / "ok.png").write_bytes(base_image("png-rgb8", 64, 48, 0))
     results = blur_files([folder / "ok.png"], folder / "out", segmenter=segmenter)
     assert [result.status for result in results] == ["done"], results
@@ -120,30 +182,52 @@ def check_files(mutant: Mutant, segmenter: Segmenter, folder: Path) -> None:
         assert (problem := files_problem(results, source, out, data)) is None, f"{name}: {problem}"
 
 
-@pytest.mark.parametrize(
-    ("strategy", "examples"),
-    [
-        (mutants(), 300),
-        # Photos whose EXIF or ICC profile is damaged inside a well-formed chunk decode, and
-        # blurcli carries the metadata to its output: the encoder is where they fail, if anywhere.
-        (mutants(formats=["png-meta", "jpeg-exif"], kinds=["metadata"]), 60),
-    ],
-    ids=["any damage", "damaged metadata"],
-)
-def test_damaged_files_are_done_or_fail_cleanly(
-    segmenter: Segmenter, tmp_path_factory: pytest.TempPathFactory, strategy: object, examples: int
-) -> None:
-    base = tmp_path_factory.mktemp("fuzz-files")
+FILE_RUNS: dict[str, tuple[dict[str, list[str]], int]] = {  # name: (mutants' arguments, examples)
+    "any damage": ({}, 300),
+    # Photos whose EXIF or ICC profile is damaged inside a well-formed chunk decode, and
+    # blurcli carries the metadata to its output: the encoder is where they fail, if anywhere.
+    "damaged metadata": ({"formats": ["png-meta", "jpeg-exif"], "kinds": ["metadata"]}, 60),
+}
+
+
+def files_run(name: str, weights: str, folder: str) -> Callable[[], None]:
+    """The files fuzz run FILE_RUNS[name], once the model is loaded and warmed up."""
+    options, examples = FILE_RUNS[name]
+    segmenter = warmed_segmenter(Path(weights), Path(folder))
 
     @settings(FUZZ, max_examples=examples)
-    @given(strategy)
+    @given(mutants(**options))
     def files_property(mutant: Mutant) -> None:
-        with tempfile.TemporaryDirectory(dir=base) as folder:
-            check_files(mutant, segmenter, Path(folder))
+        with tempfile.TemporaryDirectory(dir=folder) as scratch:
+            check_files(mutant, segmenter, Path(scratch))
 
-    before = peak_rss_mb()
-    files_property()
-    assert peak_rss_mb() - before < MAX_RSS_GROWTH_MB
+    return files_property
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model exported once: the fresh processes start no torch and export nothing."""
+    from blurcli.export import export_onnx
+
+    path = tmp_path_factory.mktemp("weights") / "tiny.onnx"
+    export_onnx(tiny_weights, path)
+    return path
+
+
+@pytest.fixture(scope="module", params=list(FILE_RUNS))
+def files_fuzz(
+    request: pytest.FixtureRequest, tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> FuzzRun:
+    folder, home = tmp_path_factory.mktemp("fuzz-files"), tmp_path_factory.mktemp("home")
+    return fuzz_in_fresh_process("files_run", request.param, tiny_onnx, folder, home=home)
+
+
+def test_damaged_files_are_done_or_fail_cleanly(files_fuzz: FuzzRun) -> None:
+    assert files_fuzz.passed, files_fuzz.report
+
+
+def test_damaged_files_do_not_grow_peak_memory_past_the_bound(files_fuzz: FuzzRun) -> None:
+    assert files_fuzz.growth_mb < MAX_RSS_GROWTH_MB, f"{files_fuzz.growth_mb:.0f} MB\n{files_fuzz.report}"
 
 
 def damaged_mid_scan(fmt: str) -> bytes:

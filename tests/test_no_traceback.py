@@ -27,7 +27,6 @@ from blurcli.model import UNet, UNetConfig
 from blurcli.photo import encode_image, write_image
 
 runner = CliRunner()
-ROOT = os.geteuid() == 0  # chmod does not stop root: read-only cases need another user
 LONG = "x" * 300  # longer than any file system's 255-byte name limit
 # The smallest training run, for cases that must get past the options to fail.
 TINY_RUN = (
@@ -55,7 +54,6 @@ class Places:
     bent: Path  # a blurcli checkpoint with the right keys and one tensor of the wrong shape
     wide: Path  # a valid checkpoint of another architecture (width 8)
     negative: Path  # a checkpoint whose config describes a network of -3 channels
-    read_only: Path  # a folder without write permission (root writes there all the same)
     out: Path
 
 
@@ -76,14 +74,12 @@ def shared(
     save_checkpoint(root / "bent.pt", Checkpoint(tiny, bent, 64))
     save_checkpoint(root / "wide.pt", Checkpoint(wide, UNet(wide).state_dict(), 64))
     save_checkpoint(root / "negative.pt", Checkpoint(UNetConfig(width=-3, depth=2), {}, 64))
-    (root / "read-only").mkdir()
-    (root / "read-only").chmod(0o555)
     return Places(
         shared=root, photo=root / "photo.jpg", tiny=tiny_weights, lfw=lfw_dir, archives=lfw_archives,
         file=root / "plain.txt", empty_dir=root / "empty", random=root / "random.pt",
         empty=root / "empty.pt", image=root / "image.pt", folder=root / "folder.pt",
         bent=root / "bent.pt", wide=root / "wide.pt", negative=root / "negative.pt",
-        read_only=root / "read-only", out=root / "unused",
+        out=root / "unused",
     )  # fmt: skip
 
 
@@ -313,17 +309,24 @@ def test_train_refuses_up_front_and_leaves_nothing_behind(places: Places, case: 
     assert _files(places.shared) == before
 
 
-@pytest.mark.skipif(ROOT, reason="root writes into read-only folders")
+@pytest.fixture
+def read_only(places: Places, lock: Callable[[Path], None]) -> Path:
+    """An empty folder nothing can be created in, root included (conftest's lock)."""
+    folder = places.out / "read-only"
+    folder.mkdir()
+    lock(folder)
+    return folder
+
+
 @pytest.mark.parametrize("soup", [False, True], ids=["train", "soup"])
-def test_train_into_a_read_only_folder_fails_up_front(places: Places, soup: bool) -> None:
-    extra = ["--out", places.read_only / "run" / "m.pt"] + (["--soup", places.tiny] if soup else [])
+def test_train_into_a_read_only_folder_fails_up_front(places: Places, read_only: Path, soup: bool) -> None:
+    extra = ["--out", read_only / "run" / "m.pt"] + (["--soup", places.tiny] if soup else [])
     _check(_invoke(_train_args(places, extra)), 1, "Permission denied")
-    assert _files(places.read_only) == []
+    assert _files(read_only) == []
 
 
-@pytest.mark.skipif(ROOT, reason="root writes into read-only folders")
-def test_blur_into_a_read_only_folder_is_one_line(places: Places) -> None:
-    result = _invoke(["blur", places.photo, "-w", places.tiny, "-o", places.read_only / "o.jpg"])
+def test_blur_into_a_read_only_folder_is_one_line(places: Places, read_only: Path) -> None:
+    result = _invoke(["blur", places.photo, "-w", places.tiny, "-o", read_only / "o.jpg"])
     _check(result, 1, "o.jpg")
 
 
@@ -336,9 +339,7 @@ def unusable_home(
         home = places.out / "home"
         home.write_text("a file, not a folder\n")
     else:
-        if ROOT:
-            pytest.skip("root writes into read-only folders")
-        home = places.read_only
+        home = request.getfixturevalue("read_only")
     monkeypatch.setenv("BLURCLI_HOME", str(home))
     yield home
 
