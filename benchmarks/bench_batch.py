@@ -130,6 +130,15 @@ def main() -> None:
         sizes = f"{args.large} of 12 MP, the rest {args.width}x{args.height}"
         print(f"{count} JPEGs ({sizes}), quality {QUALITY}, ", end="")
         print(f"{args.jobs} threads, --heads {args.heads}, scene {args.scene}")
+        on = (
+            "1 thread"
+            if args.jobs > 1 and count > 1
+            else "ONNX Runtime's default threads (one per physical core)"
+        )
+        print(
+            f"threads: the floor decodes and encodes on {args.jobs}; blurcli blur -j {args.jobs} does on "
+            f"as many beside the model, which runs on {on} (the batch engine's rule)"
+        )
         floor(folder, work / "warm", args.jobs)  # warm the page cache and OpenCV
         floor_s = floor(folder, work / "floor", args.jobs)
         startup = startup_seconds(folder, work / "tiny-out", model)

@@ -6,9 +6,11 @@ an LFW crop) of 1/3, 1/6 and 1/12 of the frame, one to five per frame at random 
 overlap. Subject IoU and boundary F (3 px per 250 px of crop) are pooled per scale, for the plain
 single pass, for `--heads auto`, and for the same faces scored as plain LFW crops (the target:
 within 0.03 of that at every scale). Then milliseconds per 12 MP photo with 1, 3 and 5 heads.
+--threads limits ONNX Runtime (every pass of the model, the second look's too) and OpenCV alike;
+every timing header says which limit applied.
 
     python benchmarks/bench_heads.py [--split test] [--frames 60] [--weights W] [--no-timing]
-        [--data ../shared/data/lfw-parts] [--detect-size 576] [--blob-confidence 0.7]
+        [--data ../shared/data/lfw-parts] [--detect-size 576] [--blob-confidence 0.7] [--threads N]
 
 `--subject person` (a model with a person output) measures whole people the same way, on Clothing
 Co-Parsing composites: CCP test people (every photo's one labelled person), cut out along their
@@ -40,7 +42,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
 
@@ -51,19 +52,21 @@ from benchmarks.common import (
     add_weights,
     argument_parser,
     full_size_mask,
+    load_segmenter,
     median_ms,
     paste,
     resized_pair,
     room_backdrop,
     table_header,
     table_row,
+    threads_label,
     timed,
     use_threads,
 )
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.render import segment_photo
 from blurcli.second_look import HeadOptions, second_look, taper_window
-from blurcli.segment import Segmenter, new_segmenter
+from blurcli.segment import Segmenter
 from blurcli.training.ccp import PersonSplit, load_person_split
 from blurcli.training.lfw import SplitData, load_split
 from blurcli.training.metrics import SegmentationMetrics, binary_metrics
@@ -156,7 +159,10 @@ def scale_row(
 
 def print_timing(segmenter: Segmenter, split: SplitData, options: HeadOptions) -> None:
     """Milliseconds per 12 MP photo with 1, 3 and 5 heads, single pass against --heads auto."""
-    print("\nms per 12 MP photo (4000x3000, heads 1/12 of the width), low-resolution mask only, median of 5")
+    print(
+        "\nms per 12 MP photo (4000x3000, heads 1/12 of the width), low-resolution mask only, median of 5, "
+        + threads_label()
+    )
     print(table_header("heads", "single pass", "--heads auto", "extra"))
     extra = {}
     for count in (1, 3, 5):
@@ -262,7 +268,7 @@ def person_row(
 def person_table(args: argparse.Namespace, options: HeadOptions) -> None:
     """--subject person: the table of whole CCP people at every height."""
     split = load_person_split(args.data or CCP_DATA, args.split, args.limit)
-    segmenter = new_segmenter(args.weights, "cpu", subject="person")
+    segmenter = load_segmenter(args.weights, subject="person")
     blank = np.zeros((PERSON_HEIGHT, PERSON_WIDTH, 3), np.uint8)
     for heads in (None, options):  # warm-up: the first call of each size is slower, not for the table
         person_mask(segmenter, blank, heads)
@@ -270,7 +276,7 @@ def person_table(args: argparse.Namespace, options: HeadOptions) -> None:
     print(f"CCP {args.split} people in {PERSON_WIDTH}x{PERSON_HEIGHT} frames, {args.frames} frames per size")
     print(
         "person IoU / boundary F, pooled; ms per frame: RGB to full-resolution mask, median, "
-        f"{torch.get_num_threads()} threads"
+        + threads_label()
     )
     names = ("person height", "people", "plain CCP photos", "single pass", "--heads auto")
     print(table_header(*names, "ms single", "ms auto"))
@@ -302,7 +308,7 @@ def main() -> None:
         person_table(args, options)
         return
     split = load_split(args.data or LFW_DATA, args.split)
-    segmenter = new_segmenter(args.weights, "cpu", subject="head")
+    segmenter = load_segmenter(args.weights, subject="head")
     rng = np.random.default_rng(0)
     print(f"LFW {args.split} faces in {WIDTH}x{HEIGHT} frames, {args.frames} frames per scale")
     print("subject IoU / boundary F, pooled")

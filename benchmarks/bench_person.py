@@ -7,10 +7,12 @@ it: the ONNX model in ONNX Runtime (a .pt is exported first, as `predict` does),
 0.5 (predict's alpha >= 128) and scored against the set's person mask: person IoU, boundary F (3 px)
 and pixel accuracy pooled over the set, the same on the photos whose person fills over 30 % of the
 frame (close-ups), and the median ms per photo from RGB pixels to the full-resolution mask.
---threads reaches ONNX Runtime, OpenCV and torch. When the optional `mediapipe` package is installed
-(never a dependency; up to 0.10.21 its wheel ships the selfie models: `blurcli[teacher]`), its
-selfie segmenter, general and landscape models, is scored and timed in the same run on the same
-photos. Targets: people-dev person IoU >= 0.90 and CCP test >= 0.92, boundary F above MediaPipe's.
+--threads reaches ONNX Runtime (every pass of the model, the second look's too) and OpenCV. When
+the optional `mediapipe` package is installed (never a dependency; up to 0.10.21 its wheel ships
+the selfie models: `blurcli[teacher]`), its selfie segmenter, general and landscape models, is
+scored and timed in the same run on the same photos, on MediaPipe's own threads: --threads does
+not reach it (its model runs on one XNNPACK thread on desktop Linux unless told otherwise).
+Targets: people-dev person IoU >= 0.90 and CCP test >= 0.92, boundary F above MediaPipe's.
 
     python benchmarks/bench_person.py [--weights W] [--sets ccp,people] [--ccp ../shared/data/ccp]
         [--people ../shared/data/people-dev] [--split test] [--limit N] [--heads auto|single]
@@ -35,14 +37,15 @@ from benchmarks.common import (
     add_threads,
     add_weights,
     argument_parser,
+    load_segmenter,
     table_header,
     table_row,
+    threads_label,
     use_threads,
 )
 from blurcli.errors import BlurcliError
 from blurcli.refine import RefineOptions
 from blurcli.second_look import head_options
-from blurcli.segment import new_segmenter
 from blurcli.training.ccp import PersonSplit, load_person_split
 from blurcli.training.people import load_people
 from blurcli.training.person_scores import CLOSE_UP, TOLERANCE, Method, Scores, predicted_person, score_person
@@ -176,25 +179,21 @@ def main() -> None:
     args = parser.parse_args()
     use_threads(args.threads)
     try:
-        segmenter = new_segmenter(args.weights, "cpu", subject="person")
+        segmenter = load_segmenter(args.weights, subject="person")  # on --threads
         sets = load_sets(args)
     except BlurcliError as error:
         refuse(str(error))
     refine = None if args.no_refine else RefineOptions()
     edges = "bilinear" if args.no_refine else "guided filter"
     weights = args.weights or "the shipped person model"
-    print(
-        f"blurcli: {weights} in ONNX Runtime, --heads {args.heads}, {edges}; "
-        f"{args.threads or 'all'} threads (ONNX Runtime, OpenCV)"
-    )
+    print(f"blurcli: {weights} in ONNX Runtime, --heads {args.heads}, {edges}; {threads_label()}")
     with ExitStack() as stack:
-        stack.enter_context(segmenter.threads(args.threads))
         methods, mediapipe = (
             ({}, "MediaPipe left out")
             if args.no_mediapipe
             else mediapipe_methods(args.mediapipe_model, stack)
         )
-        print(mediapipe)
+        print(mediapipe + ("; on MediaPipe's own threads (--threads does not reach it)" if methods else ""))
         print(
             "pooled over each set, decided at 0.5; boundary F within "
             f"{TOLERANCE} px; close-ups: person over {CLOSE_UP:.0%} of the frame; median ms per photo"

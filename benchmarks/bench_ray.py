@@ -7,8 +7,8 @@ blurs the folder, each run into its own output folder:
       with --jobs threads beside the model; the model is loaded before the clock starts;
   (b) `ray_data.process_with_ray` (what `blurcli blur DIR -o OUT --ray local` runs) on a Ray cluster
       started once in this process (its start reported apart), with each --workers count; each
-      worker gets --jobs threads and a model thread. A run's time includes starting its workers
-      and their loading the model, which Ray Data does per run.
+      worker gets --jobs threads and a model on one thread (RayOptions.cpus). A run's time includes
+      starting its workers and their loading the model, which Ray Data does per run.
 For each it prints the seconds and images/s over the whole run and whether the outputs are
 byte-identical to (a)'s; for Ray also the seconds of a run over one photo per worker, about what
 any run pays before its first photo (a noisy figure: a larger --images shows the pace better).
@@ -72,6 +72,11 @@ def main() -> None:
         make_folder(folder, args.images, 0, (args.width, args.height))
         size = f"{args.width}x{args.height}"
         print(f"{args.images} JPEGs of {size}, {cores} cores, {args.jobs} thread(s) beside each model")
+        engine = (
+            "1" if args.jobs > 1 and args.images > 1 else "ONNX Runtime's default (one per physical core)"
+        )
+        cpus = max(1, int(RayOptions().cpus))
+        print(f"model threads: the CLI engine {engine} (the batch engine's rule), each Ray worker {cpus}")
         load_s, segmenter = timed(lambda: new_segmenter(args.weights))
         options = RunOptions(jobs=args.jobs)
         cli_s, _ = timed(lambda: blur_files([folder], work / "cli", segmenter=segmenter, options=options))

@@ -1,9 +1,15 @@
 """Time segmenting one 250x250 photo on the CPU: preprocess + forward + mask upsample.
 
-Prints the median of many runs after warm-up, with 1 thread and with all threads: the model in
-ONNX Runtime (what `blur` and `predict` run) and the same weights in torch (what training runs). When
-`mediapipe==0.10.14` is installed, MediaPipe's selfie segmenter (its .tflite ships in the wheel)
-is timed on the same images in the same run and the ratio is printed.
+Prints the median of many runs after warm-up, at 1 thread and at torch's default count (one per
+physical core), each count given to ONNX Runtime (the session's intra-op threads), torch and
+OpenCV (the guided filter) alike: the model in ONNX Runtime as `blur` and `predict` run it, with
+bilinear masks and with the guided filter `blur` uses, and the same weights in torch (what
+training runs). --ablation adds torch's own inference choices (channels-last, BatchNorm folding):
+they concern torch alone, since the ONNX export always has BatchNorm folded and ONNX Runtime picks
+its own memory layout. When `mediapipe==0.10.14` is installed, MediaPipe's selfie segmenter (its
+.tflite ships in the wheel) is timed on the same images in the same run and the ratio printed;
+MediaPipe keeps its own threads (its model runs on one XNNPACK thread on desktop Linux unless told
+otherwise), which the counts above do not reach.
 
     python benchmarks/bench_segment.py                      # the shipped default model
     python benchmarks/bench_segment.py --weights runs/m.pt  # any checkpoint
@@ -25,12 +31,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
 
-from benchmarks.common import add_data, add_weights, argument_parser, example_rgb, timed
+from benchmarks.common import add_data, add_weights, argument_parser, example_rgb, timed, use_threads
 from blurcli.checkpoint import Checkpoint, load_checkpoint
 from blurcli.model import UNet, UNetConfig, count_parameters
-from blurcli.segment import Segmenter, new_segmenter
+from blurcli.segment import Segmenter, model_bytes, new_segmenter
 from blurcli.torch_network import TorchNetwork
-from blurcli.weights import resolve_checkpoint
+from blurcli.weights import resolve_checkpoint, resolve_weights
 
 
 def sample_images(count: int, data: Path) -> list[np.ndarray]:
@@ -94,13 +100,19 @@ def main() -> None:
     parser.add_argument(
         "--ablation",
         action="store_true",
-        help="also time without inference_mode, channels-last, BatchNorm folding",
+        help="also time torch without channels-last, and without BatchNorm folding (torch only: the "
+        "ONNX export is always folded)",
     )
     args = parser.parse_args()
 
     images = sample_images(args.images, args.data)
     checkpoint, label = build_checkpoint(args.weights, args.arch)
-    segmenter = new_segmenter(checkpoint, "cpu", backend="onnx", source=label)
+    # The ONNX model blur runs: the shipped .onnx, or a checkpoint's (cached) export; an --arch's export.
+    if args.arch:
+        segmenter, source = new_segmenter(checkpoint, "cpu", backend="onnx", source=label), "its export"
+    else:
+        model, source = model_bytes(resolve_weights(args.weights))
+        segmenter, source = new_segmenter(model, "cpu", source=label), Path(source).name
     in_torch = new_segmenter(checkpoint, "cpu", backend="torch", source=label)
     variants = {
         "blurcli": (segmenter, partial(segmenter.foreground, refine=None)),
@@ -118,8 +130,11 @@ def main() -> None:
             variants[name] = (other, partial(other.foreground, refine=None))
     mediapipe = mediapipe_segmenter()
     print(f"model: {label}, input {checkpoint.input_size}, {len(images)} images of 250x250, {args.runs} runs")
-    all_threads = torch.get_num_threads()
+    print(f"blurcli: the ONNX model ({source}) in ONNX Runtime, as blur runs it; bilinear mask unless said")
+    print("in torch: the same weights in torch, BatchNorm folded, channels-last, inference_mode")
+    all_threads = torch.get_num_threads()  # torch's default: one per physical core, as ONNX Runtime's
     for threads in sorted({1, all_threads}):
+        use_threads(threads)  # OpenCV (the guided filter) and torch; ONNX Runtime through runner.threads
         ours = {}
         for name, (runner, function) in variants.items():
             with runner.threads(threads):
@@ -130,8 +145,8 @@ def main() -> None:
             theirs = median_ms_per_image(mediapipe, images, args.runs)
             ratio = ours["blurcli"] / theirs
             print(
-                f"threads {threads}: mediapipe selfie {theirs:.2f} ms/img, "
-                f"ratio blurcli/mediapipe {ratio:.2f}"
+                f"mediapipe selfie, its own threads (not limited): {theirs:.2f} ms/img, "
+                f"ratio blurcli/mediapipe {ratio:.2f} (blurcli at {threads} threads)"
             )
         else:
             print("(mediapipe==0.10.14 not installed: no comparison)")

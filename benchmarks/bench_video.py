@@ -8,13 +8,17 @@ frames, on a band around the true edge where the true mask does not change; and 
 the walking person, the last frame moved along with them) for per-frame masks and for steadied
 ones (steady.Steadier: motion-following averaging). A third clip, "crowd" (three small people
 walking), compares one pass per frame, the second look on every frame and the followed second
-look (follow.py): IoU, flicker and the look's cost per frame. Then frames per second of the whole
-`blur` of an encoded clip at 720p and 1080p (and of the crowd at the first size), with the second
-look on as the CLI has it, beside the decode + encode floor (the same clip decoded and re-encoded with
-the same x264 settings, no model), measured in the same run.
+look (follow.py): IoU, flicker and the look's cost per frame. Then frames per second of `blur`'s
+work on an encoded clip at 720p and 1080p (and on the crowd at the first size): `process_video`,
+what `blurcli blur clip.mp4` runs once its model is loaded (process start and model load are not
+counted: bench_startup.py has them), with the second look on as the CLI has it, beside the decode +
+encode floor (the same clip decoded and re-encoded with the same x264 settings, no model), measured
+in the same run. The model runs in ONNX Runtime on --threads threads (default: its own default,
+one per physical core, as the CLI runs videos), OpenCV on as many; x264's threads and blurcli's
+reader and writer threads are as the CLI has them, in the floor too.
 
     python benchmarks/bench_video.py                    # 60 frames, 720p and 1080p
-    python benchmarks/bench_video.py --frames 30 --sizes 1280x720
+    python benchmarks/bench_video.py --frames 30 --sizes 1280x720 [--threads N] [--weights W]
 """
 
 from __future__ import annotations
@@ -30,12 +34,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
 
-from benchmarks.common import add_weights, argument_parser, example_rgb, room_backdrop
+from benchmarks.common import (
+    add_threads,
+    add_weights,
+    argument_parser,
+    example_rgb,
+    load_segmenter,
+    room_backdrop,
+    threads_label,
+    use_threads,
+)
 from blurcli.follow import Follower
 from blurcli.photo import Photo
 from blurcli.render import BlurTask, Mask, PredictTask
 from blurcli.second_look import HeadOptions, second_look
-from blurcli.segment import Segmenter, new_segmenter
+from blurcli.segment import Segmenter
 from blurcli.steady import Steadier
 from blurcli.video import VideoOptions, process_video
 
@@ -90,9 +103,9 @@ def masks(
     steady: float,
     look: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], float]:
-    """Full-resolution masks as `predict` makes them of a clip, each frame alone (steady 0) or
-    steadied as `blur` steadies them (render.Mask's steady), after `look` (a second look: frame,
-    single pass -> map); and the look's milliseconds per frame."""
+    """Full-resolution masks as `predict` makes them of a clip (one pass, as `--heads single`, unless
+    `look`), each frame alone (steady 0) or steadied as `blur` steadies them (render.Mask's steady),
+    after `look` (a second look: frame, single pass -> map); and the look's milliseconds per frame."""
     lows = segmenter.forward([segmenter.prepare(frame) for frame in frames], 8, subject_only=True)
     started = time.perf_counter()
     if look is not None:
@@ -183,7 +196,9 @@ def second_looks(
         "second look, every frame": lambda image, low: second_look(segmenter, image, low),
         f"second look, followed (wide every {options.wide_every})": follower,
     }
-    print(f"second look: crowd, {frames} frames at {width}x{height}, steady {options.steady}")
+    print(
+        f"second look: crowd, {frames} frames at {width}x{height}, steady {options.steady}, {threads_label()}"
+    )
     print("| masks | subject IoU | edge flicker | look ms/frame |")
     print("| --- | --- | --- | --- |")
     for name, look in looks.items():
@@ -201,8 +216,10 @@ def main() -> None:
     parser.add_argument("--quality-size", default="640x360", help="WxH of the accuracy clips")
     parser.add_argument("--crowd-size", default="1280x720", help="WxH of the second-look clip")
     parser.add_argument("--steady", type=float, default=VideoOptions.steady, help="steadying to compare")
+    add_threads(parser)
     args = parser.parse_args()
-    segmenter = new_segmenter(args.weights, "cpu")
+    use_threads(args.threads)
+    segmenter = load_segmenter(args.weights)
     cutout = portrait_cutout(segmenter)
     width, height = (int(v) for v in args.quality_size.split("x"))
     options = VideoOptions(steady=args.steady)
@@ -221,7 +238,10 @@ def main() -> None:
         ratios = [figures["steadied"][i] / max(figures["per frame"][i], 1e-9) for i in (1, 2)]
         print(f"| {kind} | ratio | | {ratios[0]:.2f} | {ratios[1]:.2f} |")
     second_looks(segmenter, cutout, args.frames, args.crowd_size, options)
-    print(f"speed: {args.frames} frames, x264 {options.preset} crf {options.crf}, the whole blur")
+    print(
+        f"speed: {args.frames} frames, x264 {options.preset} crf {options.crf}; blurcli: process_video "
+        f"with the model loaded (start-up not counted), {threads_label()}"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         runs = [("walk", size) for size in args.sizes.split(",")] + [("crowd", args.sizes.split(",")[0])]
         for kind, size in runs:

@@ -1,4 +1,5 @@
-"""What the benchmark and figure scripts share: paths, arguments, synthetic photos, timing, PSNR, tables.
+"""What the benchmark and figure scripts share: paths, arguments, thread limits, synthetic photos,
+timing, PSNR, tables.
 
 Every script puts the repository root on `sys.path` first, so `python benchmarks/<script>.py` and
 `python benchmarks/figures/<script>.py` run from the repository root import this as
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
+from blurcli.segment import Segmenter, new_segmenter
 
 T = TypeVar("T")
 
@@ -42,17 +44,53 @@ def argument_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
-    """--threads: CPU threads for torch and OpenCV (default: all); apply with `use_threads`."""
-    parser.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: all).")
+    """--threads: CPU threads for ONNX Runtime, OpenCV and torch (default: each library's own);
+    apply with `use_threads`, and load models with `load_segmenter` (or pass them to `limited`)."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for ONNX Runtime, OpenCV and torch (default: each library's own: ONNX Runtime "
+        "and torch one per physical core, OpenCV all cores).",
+    )
+
+
+_threads: int | None = None  # the count `use_threads` set last (None: each library's default)
 
 
 def use_threads(count: int | None) -> None:
-    """Limit OpenCV and, where it is loaded, torch to `count` threads (None or 0: leave them at all
-    cores); ONNX Runtime's threads are the Segmenter's (`segmenter.threads(count)`)."""
-    if count:
-        cv2.setNumThreads(count)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(count)
+    """Limit OpenCV and, where it is loaded, torch to `count` threads now, and every segmenter
+    `limited` (or `load_segmenter`) gets from now on: its network, each ONNX Runtime session it
+    makes (intra-op threads) or its torch module. None or 0: leave every library at its default."""
+    global _threads
+    _threads = count or None
+    if _threads:
+        cv2.setNumThreads(_threads)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(_threads)
+
+
+def limited(segmenter: Segmenter) -> Segmenter:
+    """`segmenter`, its network on the count `use_threads` set from now on (ONNX Runtime's
+    session for that count, or torch's threads); torch imported since `use_threads` (an export,
+    a checkpoint) is limited here too. A `with segmenter.threads(n)` block inside (the batch
+    engine's) puts the network back on the library's default when it ends."""
+    segmenter.network.threads(_threads)
+    use_threads(_threads)
+    return segmenter
+
+
+def load_segmenter(weights: str | None = None, subject: str | None = None) -> Segmenter:
+    """A model on the CPU as `blur` loads it (`new_segmenter`: ONNX Runtime), `limited`."""
+    return limited(new_segmenter(weights, "cpu", subject=subject))
+
+
+def threads_label() -> str:
+    """What thread limit applies to the ONNX Runtime and OpenCV work a benchmark times, for its
+    header: the count `use_threads` set, or each library's default."""
+    if _threads:
+        return f"{_threads} threads (ONNX Runtime, OpenCV)"
+    return f"default threads (ONNX Runtime: one per physical core, OpenCV: {cv2.getNumThreads()})"
 
 
 def add_weights(parser: argparse.ArgumentParser, many: bool = False) -> None:
