@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from benchmarks.common import QUALITY, add_weights, argument_parser, photo_like, timed
 from blurcli.compose import BlurOptions, composite, hidden_factor
-from blurcli.photo import decode_photo, encode_photo, to_8bit
+from blurcli.decode import decode_photo
+from blurcli.encode import encode_photo
+from blurcli.pixels import to_8bit
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.resample import shrink
 from blurcli.segment import Segmenter

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from benchmarks.common import add_weights, argument_parser, example_rgb, room_backdrop
 from blurcli.follow import Follower
-from blurcli.photo import Photo
+from blurcli.pixels import Photo
 from blurcli.render import BlurTask, Mask, PredictTask
 from blurcli.second_look import HeadOptions, second_look
 from blurcli.segment import Segmenter, new_segmenter

@@ -18,22 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from blurcli.codec_messages import capturing
+from blurcli.decode import decode_photo
+from blurcli.encode import encode_photo
 from blurcli.errors import BlurcliError
+from blurcli.files import read_bytes, remove_stale_parts, write_file
+from blurcli.formats import same_format, writable_format
+from blurcli.limits import DEFAULT_MAX_PIXELS, input_limit
 from blurcli.metadata import add_output_mark, image_size, more_frames
 from blurcli.paths import os_reason
-from blurcli.photo import (
-    DEFAULT_MAX_PIXELS,
-    Photo,
-    decode_photo,
-    encode_photo,
-    input_limit,
-    read_bytes,
-    remove_stale_parts,
-    same_format,
-    to_rgb8,
-    writable_format,
-    write_file,
-)
+from blurcli.pixels import Photo, to_rgb8
 from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, STDIN, STDOUT, Job, Naming, plan_files
 from blurcli.render import BlurTask, Mask, PredictTask, Task, mask_from_photo
 from blurcli.second_look import HeadOptions, second_look

@@ -33,8 +33,9 @@ from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, needs_model, ru
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.files import read_stream
+from blurcli.limits import DEFAULT_MAX_PIXELS
 from blurcli.paths import os_reason
-from blurcli.photo import DEFAULT_MAX_PIXELS, read_stream
 from blurcli.plan import (
     BLUR_NAMING,
     INSIDE_OUTPUT,

@@ -18,7 +18,7 @@ import numpy as np
 
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError, first_line
-from blurcli.photo import read_bytes
+from blurcli.files import read_bytes
 from blurcli.weights import ONNX_MAGIC, TORCH_MAGIC, foreign_kind
 
 if TYPE_CHECKING:

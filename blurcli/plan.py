@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.formats import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, normalize_extension, writable_format
 from blurcli.metadata import MARKED_FORMATS, output_mark, sniff_format
 from blurcli.paths import refuse_overwriting, resolved
-from blurcli.photo import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, normalize_extension, writable_format
 from blurcli.video import VIDEO_EXTENSIONS, is_video, video_output_extension
 
 # Stems of what `blur` and `predict` write. blurcli knows its outputs by the mark it writes into

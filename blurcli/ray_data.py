@@ -31,8 +31,9 @@ from blurcli.batch import (
 )
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.files import read_bytes
+from blurcli.formats import INPUT_EXTENSIONS
 from blurcli.onnx_network import onnx_model
-from blurcli.photo import INPUT_EXTENSIONS, read_bytes
 from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, Naming, plan_inputs
 from blurcli.render import BlurTask, PredictTask, Task
 from blurcli.second_look import HeadOptions

@@ -22,8 +22,9 @@ import numpy as np
 
 from blurcli.errors import BlurcliError, UsageError, first_line
 from blurcli.follow import Follower
+from blurcli.limits import DEFAULT_MAX_PIXELS, check_pixels
 from blurcli.paths import temp_path
-from blurcli.photo import DEFAULT_MAX_PIXELS, Photo, check_pixels
+from blurcli.pixels import Photo
 from blurcli.render import Mask, Rendered
 from blurcli.second_look import HeadOptions
 from blurcli.segment import Segmenter

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from blurcli.cli import app
 from blurcli.errors import BlurcliError
-from blurcli.photo import input_limit, read_bytes, read_stream
+from blurcli.files import read_bytes, read_stream
+from blurcli.limits import input_limit
 
 runner = CliRunner()
 

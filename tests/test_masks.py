@@ -130,7 +130,7 @@ def test_mask_usage_errors(tmp_path: Path) -> None:
 
 
 def test_stdin_with_a_mask_file(tmp_path: Path) -> None:
-    from blurcli.photo import encode_image
+    from blurcli.encode import encode_image
 
     data = encode_image(_textured(), ".png")
     write_image(tmp_path / "m.png", np.full((60, 80), 255, np.uint8))

@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 
 from blurcli.batch import EXISTS, FileResult
 from blurcli.cli import app
+from blurcli.encode import encode_image
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.metadata import add_output_mark
 from blurcli.onnx_network import onnx_model
-from blurcli.photo import encode_image, write_image
+from blurcli.photo import write_image
 from blurcli.plan import Job
 from blurcli.ray_data import (
     PHOTO_EXTENSIONS,
