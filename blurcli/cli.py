@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from blurcli import __version__
-from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, needs_model, run_jobs
+from blurcli.batch import DEFAULT_JOBS, EXISTS, FileResult, RunOptions, StdIO, needs_model, run_jobs
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
@@ -154,7 +154,6 @@ WeightsOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-DEFAULT_JOBS = min(8, os.cpu_count() or 1)
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 SubjectOption = Annotated[
     str | None,
