@@ -34,18 +34,10 @@ from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kern
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.files import read_stream
+from blurcli.inputs import INSIDE_OUTPUT, UNLISTED
 from blurcli.limits import DEFAULT_MAX_PIXELS
 from blurcli.paths import os_reason
-from blurcli.plan import (
-    BLUR_NAMING,
-    INSIDE_OUTPUT,
-    NAMED_LIKE_OUTPUT,
-    PREDICT_NAMING,
-    STDIN,
-    UNLISTED,
-    Job,
-    plan_files,
-)
+from blurcli.plan import BLUR_NAMING, NAMED_LIKE_OUTPUT, PREDICT_NAMING, STDIN, Job, plan_files
 from blurcli.refine import RefineOptions
 from blurcli.render import BlurTask, PredictMode, PredictTask, Task
 from blurcli.second_look import HeadMode, head_options

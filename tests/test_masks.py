@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from blurcli.cli import app
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.inputs import find_inputs
 from blurcli.photo import Photo, read_photo, write_image
-from blurcli.plan import Job, add_masks, find_inputs, skip_outputs
+from blurcli.plan import Job, add_masks, skip_outputs
 from blurcli.render import mask_from_photo
 
 runner = CliRunner()
