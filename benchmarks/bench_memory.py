@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.common
 
 from benchmarks.common import argument_parser, peak_rss
-from blurcli.batch import BYTES_PER_PIXEL
+from blurcli.memory import BYTES_PER_PIXEL
 
 
 def write_photos(folder: Path, count: int, megapixels: float) -> tuple[int, int]:

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from benchmarks.bench_batch import make_folder
 from benchmarks.common import add_weights, argument_parser, table_header, table_row, timed
-from blurcli.batch import RunOptions, blur_files
+from blurcli.batch import RunOptions
+from blurcli.process import blur_files
 from blurcli.ray_data import RayOptions, import_ray, process_with_ray
 from blurcli.segment import new_segmenter
 

@@ -35,7 +35,9 @@ from benchmarks.common import (
     use_threads,
 )
 from blurcli.compose import BlurOptions, composite, hidden_factor
-from blurcli.photo import decode_photo, encode_photo, to_8bit, to_rgb8
+from blurcli.decode import decode_photo
+from blurcli.encode import encode_photo
+from blurcli.pixels import to_8bit, to_rgb8
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.resample import shrink
 

@@ -45,7 +45,7 @@ from benchmarks.common import (
     use_threads,
 )
 from blurcli.follow import Follower
-from blurcli.photo import Photo
+from blurcli.pixels import Photo
 from blurcli.render import BlurTask, Mask, PredictTask
 from blurcli.second_look import HeadOptions, second_look
 from blurcli.segment import Segmenter

@@ -49,9 +49,9 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from benchmarks.common import argument_parser, table_header, table_row
+from blurcli.decode import decode_photo
 from blurcli.errors import BlurcliError
 from blurcli.metadata import image_size
-from blurcli.photo import decode_photo
 from blurcli.segment import Segmenter, new_segmenter
 from tests.image_mutations import (
     FORMATS,

@@ -10,14 +10,16 @@ The public API, for the few calls that do the job (training lives in `blurcli.tr
 
 __version__ = "0.1.0"
 
-from blurcli.batch import FileResult, RunOptions, blur_files, predict_files
+from blurcli.batch import FileResult, RunOptions
 from blurcli.compose import BlurOptions
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.photo import Photo, read_photo, write_photo
+from blurcli.process import blur_files, predict_files
 from blurcli.refine import RefineOptions
 from blurcli.render import BlurTask, PredictTask, blur, predict
 from blurcli.second_look import HeadOptions
 from blurcli.segment import Segmenter, new_segmenter
+from blurcli.video import VideoOptions
 
 __all__ = [
     "BlurOptions",
@@ -31,6 +33,7 @@ __all__ = [
     "RunOptions",
     "Segmenter",
     "UsageError",
+    "VideoOptions",
     "__version__",
     "blur",
     "blur_files",

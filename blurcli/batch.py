@@ -15,32 +15,27 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from blurcli.codec_messages import capturing
+from blurcli.decode import decode_photo
+from blurcli.encode import encode_photo
 from blurcli.errors import BlurcliError
-from blurcli.metadata import add_output_mark, image_size, more_frames
+from blurcli.files import read_bytes, remove_stale_parts, write_file
+from blurcli.formats import same_format, writable_format
+from blurcli.limits import DEFAULT_MAX_PIXELS, input_limit
+from blurcli.memory import MemoryBudget, default_memory_budget
+from blurcli.metadata import add_output_mark, more_frames
 from blurcli.paths import os_reason
-from blurcli.photo import (
-    DEFAULT_MAX_PIXELS,
-    Photo,
-    decode_photo,
-    encode_photo,
-    input_limit,
-    read_bytes,
-    remove_stale_parts,
-    same_format,
-    to_rgb8,
-    writable_format,
-    write_file,
-)
-from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, STDIN, STDOUT, Job, Naming, plan_files
-from blurcli.render import BlurTask, Mask, PredictTask, Task, mask_from_photo
+from blurcli.pixels import Photo, to_rgb8
+from blurcli.plan import STDIN, STDOUT, Job
+from blurcli.render import Mask, Task, mask_from_photo
 from blurcli.second_look import HeadOptions, second_look
-from blurcli.segment import Prepared, Segmenter, new_segmenter
+from blurcli.segment import Prepared, Segmenter
 from blurcli.video import VideoOptions, is_video, process_video
 
 EXISTS = "output exists (--overwrite redoes it)"
+# Worker threads when none are asked for (RunOptions and the CLI's --jobs): every core, at most 8.
+DEFAULT_JOBS = min(8, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -68,10 +63,11 @@ class FileResult:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a batch runs: model batch size, worker threads, output quality, limits, overwriting."""
+    """How a batch runs: model batch size, worker threads (all cores up to 8 unless given), output
+    quality, limits, overwriting, a video's steadying and encoding (`video`), the memory budget."""
 
     batch_size: int = 8
-    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    jobs: int = DEFAULT_JOBS
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
@@ -325,66 +321,6 @@ class Runner:
             raise BlurcliError(f"{STDOUT}: cannot write ({error.strerror or error})") from None
 
 
-BYTES_PER_PIXEL = 48  # a photo's peak in the pipeline, measured on 16-bit RGBA PNGs (bench_memory.py)
-
-
-@dataclass
-class MemoryBudget:
-    """Bytes the photos in flight may take, and what each admitted one is counted for (from its
-    header's size, before it is read); one photo is always admitted alone, however large."""
-
-    limit: int
-    costs: dict[str, int] = field(default_factory=dict)  # the photos in flight, by name
-    known: dict[str, int] = field(default_factory=dict)  # every photo's count, read once
-
-    @property
-    def used(self) -> int:
-        return sum(self.costs.values())
-
-    def cost_of(self, job: Job) -> int:
-        if job.name not in self.known:
-            self.known[job.name] = photo_cost(job.source)
-        return self.known[job.name]
-
-    def fits(self, cost: int) -> bool:
-        return not self.costs or self.used + cost <= self.limit
-
-    def take(self, name: str, cost: int) -> None:
-        self.costs[name] = self.costs.get(name, 0) + cost
-
-    def give_back(self, name: str) -> None:
-        self.costs.pop(name, None)
-
-
-def photo_cost(path: Path | None) -> int:
-    """The memory a photo takes in the pipeline, from the size its header declares (0 where it
-    cannot be read: stdin, a damaged header, which decoding refuses anyway)."""
-    if path is None:
-        return 0
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(1 << 20)
-    except OSError:
-        return 0
-    size = image_size(head)
-    return 0 if size is None else size[0] * size[1] * BYTES_PER_PIXEL
-
-
-def default_memory_budget() -> int:
-    """Half the memory available now (Linux's MemAvailable; else free pages; else 4 GiB)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except (OSError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (OSError, ValueError, AttributeError):
-        return 4 << 30
-
-
 def failed_result(job: Job, error: Exception, started: float) -> FileResult:
     """A FileResult for a job that failed (`started`: its perf_counter); unexpected errors still
     name the file, in one line."""
@@ -428,70 +364,3 @@ def run_jobs(
     """Run planned jobs (`plan.plan_files`) through `task`: the one way a batch is built and run."""
     runner = Runner(task, segmenter, options, heads, stdio.read, stdio.write)
     return runner.run(jobs, on_result)
-
-
-def plan_task(
-    inputs: Sequence[str | Path],
-    task: Task,
-    output: str | Path | None = None,
-    naming: Naming = BLUR_NAMING,
-    recursive: bool = False,
-    fmt: str | None = None,
-    mask: str | Path | None = None,
-) -> list[Job]:
-    """`plan.plan_files` for a task from Python: its masks saved where a BlurTask asks for them."""
-    target, given = (None if value is None else Path(value) for value in (output, mask))
-    return plan_files(
-        [str(item) for item in inputs], target, naming, recursive, fmt, given, saves_masks(task)
-    )
-
-
-def saves_masks(task: Task) -> bool:
-    """Whether a task writes the mask it used beside each output (`blur --save-mask`)."""
-    return isinstance(task, BlurTask) and task.save_mask
-
-
-def process_files(
-    inputs: Sequence[str | Path],
-    task: Task,
-    output: str | Path | None = None,
-    *,
-    naming: Naming = BLUR_NAMING,
-    segmenter: Segmenter | None = None,
-    recursive: bool = False,
-    fmt: str | None = None,
-    mask: str | Path | None = None,
-    heads: HeadOptions | None = HeadOptions(),
-    options: RunOptions = RunOptions(),
-    on_result: Callable[[FileResult], None] | None = None,
-) -> list[FileResult]:
-    """Files, folders or glob patterns -> one FileResult each, outputs named by `naming`; the
-    shipped model is loaded when a photo needs one and no `segmenter` is given."""
-    jobs = plan_task(inputs, task, output, naming, recursive, fmt, mask)
-    if segmenter is None and needs_model(jobs):
-        segmenter = new_segmenter()
-    return run_jobs(jobs, task, segmenter, options, heads, on_result)
-
-
-def blur_files(
-    inputs: Sequence[str | Path],
-    output: str | Path | None = None,
-    *,
-    task: BlurTask = BlurTask(),
-    **settings: Any,
-) -> list[FileResult]:
-    """`blurcli blur` from Python: `<stem>_blurred.<ext>` beside each input, or under `output`;
-    `settings` as for `process_files` (segmenter, recursive, fmt, mask, heads, options, on_result)."""
-    return process_files(inputs, task, output, naming=BLUR_NAMING, **settings)
-
-
-def predict_files(
-    inputs: Sequence[str | Path],
-    output: str | Path | None = None,
-    *,
-    task: PredictTask = PredictTask(),
-    **settings: Any,
-) -> list[FileResult]:
-    """`blurcli predict` from Python: `<stem>_mask.png` beside each input, or `<stem>.png` under
-    `output`; `settings` as for `process_files`."""
-    return process_files(inputs, task, output, naming=PREDICT_NAMING, **settings)

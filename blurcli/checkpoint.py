@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from blurcli.errors import BlurcliError, first_line
+from blurcli.files import write_file
 from blurcli.model import UNet, UNetConfig
 from blurcli.paths import os_reason
-from blurcli.photo import write_file
 from blurcli.preprocess import CLASSES, NORMALIZATION
 from blurcli.weights import TORCH_MAGIC, foreign_kind
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blurcli.errors import BlurcliError
+from blurcli.files import write_bytes_atomic, write_file
 from blurcli.paths import HOME_ENV, data_home, os_reason, refuse_overwriting
-from blurcli.photo import write_bytes_atomic, write_file
 from blurcli.spec import METADATA_KEY, NetworkSpec
 from blurcli.weights import sha256_of
 

@@ -12,8 +12,9 @@ import io
 import numpy as np
 
 from blurcli.errors import BlurcliError, first_line
+from blurcli.limits import check_size
 from blurcli.metadata import TIFF_MAGIC, heif_format, with_upright_orientation
-from blurcli.photo import Photo, check_size
+from blurcli.pixels import Photo
 
 _INSTALL = 'pip install "blurcli[heif]"'
 # What pillow-heif and Pillow raise on bad input (pillow-heif documents the first five).
@@ -77,7 +78,7 @@ def _decode_avif(data: bytes, source: str, max_pixels: int) -> Photo:
 
 
 def _refuse_oversize(size: tuple[int, int], source: str, max_pixels: int) -> None:
-    """photo.check_size with the size the container declares (metadata.image_size cannot read it)."""
+    """limits.check_size with the size the container declares (metadata.image_size cannot read it)."""
     check_size(b"", source, max_pixels, size=size)
 
 

@@ -1,18 +1,18 @@
-"""Which files `blur` and `predict` read and write: expand inputs (files, folders, globs, stdin)
-into jobs, each with its output path, format and mask; refuse plans that would lose data."""
+"""Which files `blur` and `predict` read and write: inputs (found by `inputs`, or stdin) become
+jobs, each with its output path, format and mask; refuse plans that would lose data."""
 
 from __future__ import annotations
 
-import glob
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.formats import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, normalize_extension, writable_format
+from blurcli.inputs import INSIDE_OUTPUT, gather_inputs
 from blurcli.metadata import MARKED_FORMATS, output_mark, sniff_format
 from blurcli.paths import refuse_overwriting, resolved
-from blurcli.photo import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, normalize_extension, writable_format
 from blurcli.video import VIDEO_EXTENSIONS, is_video, video_output_extension
 
 # Stems of what `blur` and `predict` write. blurcli knows its outputs by the mark it writes into
@@ -23,7 +23,6 @@ _HEAD_BYTES = 128 << 10  # where the mark sits in any file blurcli writes
 NAMED_LIKE_OUTPUT = "named like blurcli's output"  # the skip reason of a file without a mark
 STDIN = "<stdin>"
 STDOUT = "<stdout>"
-_GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
@@ -67,85 +66,6 @@ def chosen_format(fmt: str | None) -> str | None:
         return normalize_extension(fmt)
     except BlurcliError as error:
         raise UsageError(f"--format {fmt}: {error}") from None
-
-
-INSIDE_OUTPUT = "inside the output folder"  # the skip reason of a folder's file under -o
-UNLISTED = "cannot list this folder"  # the skip reason of a sub-folder the walk could not read
-
-
-def find_inputs(
-    items: Sequence[str], recursive: bool = False, skip_under: Path | None = None
-) -> list[tuple[Path, Path]]:
-    """The (file, root) pairs `gather_inputs` finds, without what it leaves out."""
-    return gather_inputs(items, recursive, skip_under)[0]
-
-
-def gather_inputs(
-    items: Sequence[str], recursive: bool = False, skip_under: Path | None = None
-) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """Expand files, folders and glob patterns into (file, root) pairs, in a stable order, and the
-    entries left out with their reasons.
-
-    A folder yields its images (all levels with `recursive`); `root` is the folder, so outputs can
-    mirror the tree under it; a file's root is its own folder. Hidden files are left out of folders
-    silently; a folder's files under `skip_under` (the output folder) and sub-folders that cannot be
-    listed (too deep for the path limit, no permission) are left out with their reason. A file
-    named on the command line is always taken, and one that does not exist is kept, to be reported
-    as a failed file.
-    """
-    found: dict[Path, tuple[Path, Path]] = {}
-    left: list[tuple[Path, str]] = []
-    skip = resolved(skip_under) if skip_under is not None else None
-    for item in items:
-        path = Path(item)
-        expanded: list[tuple[Path, Path]] = []
-        if not path.exists() and _GLOB_CHARS & set(item):
-            matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
-            pairs = [(m, m.parent) for m in matches if m.is_file()]
-            for folder in (m for m in matches if m.is_dir()):
-                expanded.extend(_folder_images(folder, recursive, left))
-            if not matches:
-                pairs = [(path, path.parent)]
-        elif path.is_dir():
-            pairs = []
-            expanded = list(_folder_images(path, recursive, left))
-        else:
-            pairs = [(path, path.parent)]
-        for file, root in expanded:
-            if skip is not None and skip in resolved(file).parents:
-                left.append((file, INSIDE_OUTPUT))
-            else:
-                pairs.append((file, root))
-        for file, root in pairs:
-            found.setdefault(resolved(file), (file, root))
-    return list(found.values()), left
-
-
-def _folder_images(
-    folder: Path, recursive: bool, left: list[tuple[Path, str]]
-) -> Iterator[tuple[Path, Path]]:
-    """A folder's images, sorted, hidden ones left out; sub-folders that cannot be listed go to
-    `left` with the OS's reason, and the walk goes on."""
-
-    def unlisted(error: OSError) -> None:
-        where = Path(error.filename) if error.filename else folder
-        left.append((where, f"{UNLISTED} ({error.strerror or error})"))
-
-    paths: list[Path] = []
-    for top, folders, files in os.walk(folder, onerror=unlisted):
-        folders[:] = sorted(name for name in folders if not name.startswith(".")) if recursive else []
-        paths.extend(Path(top) / name for name in files if not name.startswith("."))
-    for path in sorted(paths):
-        if path.suffix.lower() not in INPUT_EXTENSIONS + VIDEO_EXTENSIONS or not _is_file(path):
-            continue
-        yield path, folder
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # a name too long to stat: the reader reports it
-        return True
 
 
 def why_skip(path: Path, data: bytes | None = None) -> str | None:
@@ -372,7 +292,7 @@ def plan_files(
     mask: Path | None = None,
     save_mask: bool = False,
 ) -> list[Job]:
-    """The command line's inputs -> jobs: files, folders and globs (see `find_inputs`), or '-'
+    """The command line's inputs -> jobs: files, folders and globs (see `inputs.gather_inputs`), or '-'
     (stdin), which stands alone; outputs named by `naming` (see `plan_jobs`), masks by `add_masks`.
     blurcli's own outputs among the inputs become jobs that skip them, with the reason."""
     if output is not None and not str(output):
@@ -406,7 +326,7 @@ def plan_inputs(
     save_mask: bool = False,
     data: Mapping[Path, bytes] | None = None,
 ) -> list[Job]:
-    """(file, root) pairs (`find_inputs`, or the paths Ray read, with their bytes as `data`) ->
+    """(file, root) pairs (`inputs.find_inputs`, or the paths Ray read, with their bytes as `data`) ->
     jobs, as `plan_files` plans them: blurcli's own outputs skipped, outputs named, masks added."""
     inputs, skipped = skip_outputs(found, data)
     if not inputs:

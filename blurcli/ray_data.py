@@ -20,19 +20,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from blurcli.batch import (
-    FileResult,
-    Runner,
-    RunOptions,
-    failed_result,
-    plan_task,
-    remove_parts_of,
-    saves_masks,
-)
+from blurcli.batch import FileResult, Runner, RunOptions, failed_result, remove_parts_of
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
-from blurcli.photo import INPUT_EXTENSIONS, read_bytes
+from blurcli.files import read_bytes
+from blurcli.formats import INPUT_EXTENSIONS
 from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, Naming, plan_inputs
+from blurcli.process import plan_task, saves_masks
 from blurcli.render import BlurTask, PredictTask, Task
 from blurcli.second_look import HeadOptions
 from blurcli.segment import model_bytes, new_segmenter

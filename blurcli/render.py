@@ -15,7 +15,7 @@ import numpy as np
 
 from blurcli.compose import BlurOptions, composite, hidden_factor
 from blurcli.errors import BlurcliError
-from blurcli.photo import Photo, to_8bit, to_rgb8
+from blurcli.pixels import Photo, to_8bit, to_rgb8
 from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_guide
 from blurcli.resample import shrink, upsample
 from blurcli.second_look import HeadOptions, second_look

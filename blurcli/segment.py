@@ -20,8 +20,8 @@ import numpy as np
 
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.files import read_bytes
 from blurcli.onnx_network import cuda_available, open_onnx
-from blurcli.photo import read_bytes
 from blurcli.preprocess import SUBJECTS, normalize, resize_for_model
 from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_guide
 from blurcli.spec import NetworkSpec

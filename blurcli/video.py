@@ -10,9 +10,7 @@ squeezed silently. The output is written to a temp file and renamed, like photos
 from __future__ import annotations
 
 import os
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from blurcli.background import Ahead, Writer
 from blurcli.errors import BlurcliError, UsageError, first_line
 from blurcli.follow import Follower
+from blurcli.limits import DEFAULT_MAX_PIXELS, check_pixels
 from blurcli.paths import temp_path
-from blurcli.photo import DEFAULT_MAX_PIXELS, Photo, check_pixels
+from blurcli.pixels import Photo
 from blurcli.render import Mask, Rendered
 from blurcli.second_look import HeadOptions
 from blurcli.segment import Segmenter
@@ -135,13 +135,43 @@ def _transcode(
     source: Path,
     target: Path,
 ) -> VideoResult:
+    """Every frame of `container` through the model and `render` into `output` (H.264, the input's
+    metadata and display rotation), audio packets muxed as they came."""
     video = container.streams.video[0]
+    rate = video.average_rate or video.guessed_rate or 30
+    encoder = _add_encoder(output, video, rate, options, source)
+    output.metadata.update(container.metadata)  # title, date, location, ...
+    encoder.metadata.update(video.metadata)
+    rotation = _rotation(container)
+    if rotation:
+        encoder.set_display_rotation(rotation)  # players turn it as they turned the input
+    audio = {stream.index: output.add_stream_from_template(stream) for stream in container.streams.audio}
+    steadier = Steadier(options.steady) if subject_only else None
+    follower = None if heads is None else Follower(segmenter, subject_only, heads, options.wide_every)
+    frames = _Frames(segmenter, render, options.batch_size, subject_only, steadier, follower)
+    # The model and the compositor see the picture upright, as players show it; the stored frames
+    # keep the input's orientation and its display rotation.
+    turns = round(rotation / 90)
+    encoding = _Encoding(av, output, encoder, target, turns)
+    try:
+        with Ahead(_decoded(container, video, audio, turns)) as items:
+            count = _pump(items, audio, frames, encoding, options.batch_size)
+        encoding.finish()
+    finally:
+        encoding.close()
+    if count == 0:
+        raise BlurcliError(f"{source}: no frames could be decoded")
+    return VideoResult(count, float(rate))
+
+
+def _add_encoder(output: Any, video: Any, rate: Any, options: VideoOptions, source: Path) -> Any:
+    """The H.264 stream for `video`'s frames: its 8-bit YUV layout, size (made even where chroma is
+    subsampled), time base, and x264's quality and speed; other pixel formats are refused."""
     pix_fmt = video.codec_context.pix_fmt or "yuv420p"
     if pix_fmt not in _8BIT_YUV:
         raise BlurcliError(
             f"{source}: {pix_fmt} video (10-bit, HDR or RGB) is not supported yet; 8-bit YUV only"
         )
-    rate = video.average_rate or video.guessed_rate or 30
     encoder = output.add_stream("libx264", rate=rate)
     encoder.pix_fmt = pix_fmt.replace("yuvj", "yuv")
     # x264 needs even sides where chroma is subsampled: an odd side gets one more pixel, its edge
@@ -153,70 +183,109 @@ def _transcode(
     # would round onto one another (and fail to mux) in frames of the average rate.
     encoder.time_base = encoder.codec_context.time_base = video.time_base
     encoder.options = {"crf": str(options.crf), "preset": options.preset}
-    output.metadata.update(container.metadata)  # title, date, location, ...
-    encoder.metadata.update(video.metadata)
-    rotation = _rotation(container)
-    if rotation:
-        encoder.set_display_rotation(rotation)  # players turn it as they turned the input
-    audio = {stream.index: output.add_stream_from_template(stream) for stream in container.streams.audio}
-    frames = 0
+    return encoder
+
+
+def _pump(
+    items: Iterator[tuple[Any, np.ndarray | None]],
+    audio: dict[int, Any],
+    frames: _Frames,
+    encoding: _Encoding,
+    batch_size: int,
+) -> int:
+    """The decoded clip into `encoding`: audio packets as they come, video frames rendered in
+    batches of `batch_size`. Returns how many frames were written."""
+    count = 0
     pending: list[tuple[Any, np.ndarray]] = []
-    steadier = Steadier(options.steady) if subject_only else None
-    follower = None if heads is None else Follower(segmenter, subject_only, heads, options.wide_every)
-    writer = _Writer()
+    for item, image in items:
+        if image is None:  # an audio packet, muxed as it came
+            item.stream = audio[item.stream.index]
+            encoding.packet(item)
+            continue
+        pending.append((item, image))
+        if len(pending) >= batch_size:
+            count += encoding.frames(frames(pending))
+            pending = []
+    if pending:
+        count += encoding.frames(frames(pending))
+    return count
 
-    def encode(out: Any) -> None:
-        with _writing(av, target):
-            for packet in encoder.encode(out):
-                output.mux(packet)
 
-    def mux(packet: Any) -> None:
-        with _writing(av, target):
-            output.mux(packet)
+@dataclass(frozen=True)
+class _Frames:
+    """A batch of upright frames through the model, the second look (`follower`) and `render`,
+    with masks steadied over the clip (`steadier`)."""
 
-    def flush() -> None:
-        nonlocal frames
+    segmenter: Segmenter
+    render: Callable[[Photo, Mask], Rendered]
+    batch_size: int
+    subject_only: bool
+    steadier: Steadier | None
+    follower: Follower | None
+
+    def __call__(self, pending: list[tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, np.ndarray]]:
+        """(frame, upright RGB) pairs -> (frame, rendered pixels) pairs, in order."""
         images = [image for _, image in pending]
-        lows = segmenter.forward(
-            [segmenter.prepare(image) for image in images], options.batch_size, subject_only
-        )
+        prepared = [self.segmenter.prepare(image) for image in images]
+        lows = self.segmenter.forward(prepared, self.batch_size, self.subject_only)
         for (frame, image), low in zip(pending, lows, strict=True):
-            if follower is not None:
-                low = follower(image, low)
-            rendered = render(Photo(image), Mask(low, steady=steadier)).photo.pixels
-            if rendered.ndim == 2:
-                rendered = np.repeat(rendered[..., None], 3, axis=2)
-            rendered = np.rot90(rendered, -turns)
-            extra = (encoder.height - rendered.shape[0], encoder.width - rendered.shape[1])
-            if any(extra):
-                rendered = np.pad(rendered, ((0, extra[0]), (0, extra[1]), (0, 0)), mode="edge")
-            out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rendered), format="rgb24")
-            out.pts, out.time_base = frame.pts, frame.time_base
-            writer.put(lambda out=out: encode(out))
-            frames += 1
-        pending.clear()
+            if self.follower is not None:
+                low = self.follower(image, low)
+            yield frame, self.render(Photo(image), Mask(low, steady=self.steadier)).photo.pixels
 
-    # The model and the compositor see the picture upright, as players show it; the stored frames
-    # keep the input's orientation and its display rotation.
-    turns = round(rotation / 90)
-    try:
-        with _Ahead(_decoded(container, video, audio, turns)) as items:
-            for item, image in items:
-                if image is None:  # an audio packet, muxed as it came
-                    item.stream = audio[item.stream.index]
-                    writer.put(lambda packet=item: mux(packet))
-                    continue
-                pending.append((item, image))
-                if len(pending) >= options.batch_size:
-                    flush()
-        if pending:
-            flush()
-        writer.put(lambda: encode(None))  # the encoder's last frames
-    finally:
-        writer.close()
-    if frames == 0:
-        raise BlurcliError(f"{source}: no frames could be decoded")
-    return VideoResult(frames, float(rate))
+
+class _Encoding:
+    """The output side of a clip: frames encoded and packets muxed on a writer thread, in the order
+    given; a failure there is blamed on `target` (see `_writing`)."""
+
+    def __init__(self, av: Any, output: Any, encoder: Any, target: Path, turns: int) -> None:
+        self._av, self._output, self._encoder, self._target = av, output, encoder, target
+        self._turns = turns
+        self._writer = Writer()
+
+    def frames(self, rendered: Iterable[tuple[Any, np.ndarray]]) -> int:
+        """Queue rendered frames for encoding, each with its input frame's timestamp; how many."""
+        count = 0
+        for frame, pixels in rendered:
+            stored = _stored(pixels, self._turns, self._encoder.width, self._encoder.height)
+            out = self._av.VideoFrame.from_ndarray(stored, format="rgb24")
+            out.pts, out.time_base = frame.pts, frame.time_base
+            self._writer.put(lambda out=out: self._encode(out))
+            count += 1
+        return count
+
+    def packet(self, packet: Any) -> None:
+        """Queue an audio packet, muxed untouched."""
+        self._writer.put(lambda: self._mux(packet))
+
+    def finish(self) -> None:
+        """Queue the encoder's last frames."""
+        self._writer.put(lambda: self._encode(None))
+
+    def close(self) -> None:
+        """Wait for the writer thread; its error, if any, is raised here."""
+        self._writer.close()
+
+    def _encode(self, frame: Any) -> None:
+        with _writing(self._av, self._target):
+            for packet in self._encoder.encode(frame):
+                self._output.mux(packet)
+
+    def _mux(self, packet: Any) -> None:
+        with _writing(self._av, self._target):
+            self._output.mux(packet)
+
+
+def _stored(pixels: np.ndarray, turns: int, width: int, height: int) -> np.ndarray:
+    """Rendered upright pixels -> (height, width, 3) as the stream stores them: grey made RGB,
+    turned back by `turns` quarter turns, edges repeated to the encoder's even size."""
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    pixels = np.rot90(pixels, -turns)
+    extra = (height - pixels.shape[0], width - pixels.shape[1])
+    if any(extra):
+        pixels = np.pad(pixels, ((0, extra[0]), (0, extra[1]), (0, 0)), mode="edge")
+    return np.ascontiguousarray(pixels)
 
 
 @contextmanager
@@ -241,37 +310,6 @@ def _check_audio(container: Any, kind: str, target: Path) -> None:
             )
 
 
-class _Writer:
-    """Encodes and muxes on a thread of its own, in the order given, while the model and the
-    compositor work on the next frames. Its first error is raised on the caller's next call."""
-
-    def __init__(self, depth: int = 16) -> None:
-        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue(depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="blurcli-video-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    job()
-                except BaseException as error:  # handed to the caller's thread
-                    self._error = error
-
-    def put(self, job: Callable[[], object]) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(job)
-
-    def close(self) -> None:
-        """Finish what was given and stop; raises the writer's error if there was one."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-
 def _decoded(container: Any, video: Any, audio: dict[int, Any], turns: int) -> Iterator[tuple[Any, Any]]:
     """The clip in demux order: (audio packet, None) for the streams in `audio` (packets with a
     timestamp), and (video frame, its picture as upright RGB) for each decoded frame."""
@@ -282,54 +320,6 @@ def _decoded(container: Any, video: Any, audio: dict[int, Any], turns: int) -> I
             continue
         for frame in packet.decode():
             yield frame, np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), turns))
-
-
-class _Ahead:
-    """Runs an iterator on a thread of its own, up to `depth` items ahead of the caller (decoding
-    beside the model). Its error is raised in the caller; leaving the `with` stops it."""
-
-    _END = object()
-
-    def __init__(self, items: Iterator[Any], depth: int = 16) -> None:
-        self._items = items
-        self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="blurcli-video-reader", daemon=True)
-
-    def _put(self, item: Any, error: BaseException | None = None) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put((item, error), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            for item in self._items:
-                if not self._put(item):
-                    return
-            self._put(self._END)
-        except BaseException as error:  # handed to the caller's thread
-            self._put(self._END, error)
-
-    def __enter__(self) -> Iterator[Any]:
-        self._thread.start()
-        return self._iterate()
-
-    def _iterate(self) -> Iterator[Any]:
-        while True:
-            item, error = self._queue.get()
-            if error is not None:
-                raise error
-            if item is self._END:
-                return
-            yield item
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _rotation(container: Any) -> int:

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from hypothesis import strategies as st
 
-from blurcli.photo import IMAGE_EXTENSIONS
+from blurcli.formats import IMAGE_EXTENSIONS
 from tests.test_io import exif_with_orientation, icc_profile
 
 Step = tuple[Any, ...]

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from blurcli.cli import app
-from blurcli.plan import INSIDE_OUTPUT, gather_inputs
+from blurcli.inputs import INSIDE_OUTPUT, gather_inputs
 
 runner = CliRunner()
 

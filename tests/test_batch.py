@@ -13,8 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from blurcli.cli import app
+from blurcli.decode import decode_photo
+from blurcli.encode import encode_image
 from blurcli.metadata import exif_orientation
-from blurcli.photo import decode_photo, encode_image, read_photo, write_image
+from blurcli.photo import read_photo, write_image
 from tests.test_io import exif_with_orientation, icc_profile
 
 runner = CliRunner()

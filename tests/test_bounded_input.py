@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from blurcli.cli import app
 from blurcli.errors import BlurcliError
-from blurcli.photo import input_limit, read_bytes, read_stream
+from blurcli.files import read_bytes, read_stream
+from blurcli.limits import input_limit
 
 runner = CliRunner()
 
@@ -95,7 +96,8 @@ def test_a_batch_admits_photos_only_while_they_fit_its_memory_budget(
     import cv2
     import numpy as np
 
-    from blurcli.batch import BYTES_PER_PIXEL, MemoryBudget, Runner, RunOptions
+    from blurcli.batch import Runner, RunOptions
+    from blurcli.memory import BYTES_PER_PIXEL, MemoryBudget
     from blurcli.plan import plan_files
     from blurcli.render import BlurTask
     from blurcli.segment import new_segmenter
@@ -125,7 +127,7 @@ def test_a_batch_admits_photos_only_while_they_fit_its_memory_budget(
 
 
 def test_a_photo_larger_than_the_budget_still_runs_alone() -> None:
-    from blurcli.batch import MemoryBudget
+    from blurcli.memory import MemoryBudget
 
     budget = MemoryBudget(limit=100)
     assert budget.fits(1_000)  # nothing in flight: it runs, alone

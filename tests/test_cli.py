@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 
 from blurcli.checkpoint import load_checkpoint
 from blurcli.cli import app
-from blurcli.photo import decode_image, encode_image, read_image, write_image
+from blurcli.decode import decode_image
+from blurcli.encode import encode_image
+from blurcli.photo import read_image, write_image
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"

@@ -29,8 +29,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from blurcli import RunOptions, blur_files, new_segmenter, predict_files
+from blurcli.decode import decode_photo
 from blurcli.errors import BlurcliError
-from blurcli.photo import Photo, decode_photo
+from blurcli.pixels import Photo
 from blurcli.segment import Segmenter
 from tests.image_mutations import (
     FORMATS,

@@ -21,17 +21,12 @@ from typer.testing import CliRunner
 from blurcli.batch import FileResult, Runner
 from blurcli.cli import app
 from blurcli.cli.output import load_segmenter
+from blurcli.decode import decode_photo
+from blurcli.encode import encode_grey_alpha_png, encode_image
 from blurcli.errors import BlurcliError
+from blurcli.files import remove_stale_parts
 from blurcli.metadata import add_output_mark, output_mark
-from blurcli.photo import (
-    Photo,
-    decode_photo,
-    encode_grey_alpha_png,
-    encode_image,
-    read_photo,
-    remove_stale_parts,
-    write_image,
-)
+from blurcli.photo import Photo, read_photo, write_image
 from blurcli.plan import Job
 from blurcli.refine import RefineOptions
 from blurcli.render import BlurTask, decide_classes, enlarge_mask

@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
+from blurcli.decode import decode_photo
+from blurcli.encode import encode_image, encode_photo
 from blurcli.errors import BlurcliError
 from blurcli.heif import decode_heif
 from blurcli.metadata import exif_orientation, heif_format
-from blurcli.photo import decode_photo, encode_image, encode_photo
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 PIP = 'pip install "blurcli[heif]"'

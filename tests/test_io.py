@@ -10,19 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from blurcli.decode import decode_image, decode_photo
+from blurcli.encode import encode_image, encode_photo
 from blurcli.errors import BlurcliError
-from blurcli.metadata import exif_orientation, image_size
-from blurcli.photo import (
-    Photo,
-    decode_image,
-    decode_photo,
-    encode_image,
-    encode_photo,
-    read_image,
-    sniff_format,
-    write_bytes_atomic,
-    write_image,
-)
+from blurcli.files import write_bytes_atomic
+from blurcli.metadata import exif_orientation, image_size, sniff_format
+from blurcli.photo import Photo, read_image, write_image
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from blurcli.cli import app
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.inputs import find_inputs
 from blurcli.photo import Photo, read_photo, write_image
-from blurcli.plan import Job, add_masks, find_inputs, skip_outputs
+from blurcli.plan import Job, add_masks, skip_outputs
 from blurcli.render import mask_from_photo
 
 runner = CliRunner()
@@ -130,7 +131,7 @@ def test_mask_usage_errors(tmp_path: Path) -> None:
 
 
 def test_stdin_with_a_mask_file(tmp_path: Path) -> None:
-    from blurcli.photo import encode_image
+    from blurcli.encode import encode_image
 
     data = encode_image(_textured(), ".png")
     write_image(tmp_path / "m.png", np.full((60, 80), 255, np.uint8))

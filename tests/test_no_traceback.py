@@ -23,8 +23,9 @@ from typer.testing import CliRunner
 
 from blurcli.checkpoint import Checkpoint, save_checkpoint
 from blurcli.cli import app
+from blurcli.encode import encode_image
 from blurcli.model import UNet, UNetConfig
-from blurcli.photo import encode_image, write_image
+from blurcli.photo import write_image
 
 runner = CliRunner()
 LONG = "x" * 300  # longer than any file system's 255-byte name limit

@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 
 from blurcli.batch import EXISTS, FileResult
 from blurcli.cli import app
+from blurcli.encode import encode_image
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.metadata import add_output_mark
-from blurcli.photo import encode_image, write_image
+from blurcli.photo import write_image
 from blurcli.plan import Job
 from blurcli.ray_data import (
     PHOTO_EXTENSIONS,

@@ -13,8 +13,9 @@ import pytest
 
 from blurcli.batch import Runner, RunOptions
 from blurcli.errors import UsageError
+from blurcli.inputs import find_inputs
 from blurcli.photo import Photo, read_photo, write_image
-from blurcli.plan import find_inputs, plan_jobs
+from blurcli.plan import plan_jobs
 from blurcli.refine import RefineOptions, enlarge_mask, grey_guide
 from blurcli.render import BlurTask, Mask, Rendered, render_blur
 from blurcli.segment import new_segmenter

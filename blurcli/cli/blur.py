@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from blurcli.batch import RunOptions, needs_model
+from blurcli.batch import DEFAULT_JOBS, RunOptions, needs_model
 from blurcli.cli.options import (
-    DEFAULT_JOBS,
     BatchOption,
     DeviceOption,
     FormatOption,
@@ -37,7 +36,7 @@ from blurcli.cli.output import (
 from blurcli.cli.runs import check_stdout, ray_runner, run_with_progress
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
 from blurcli.device import check_device
-from blurcli.photo import DEFAULT_MAX_PIXELS
+from blurcli.limits import DEFAULT_MAX_PIXELS
 from blurcli.plan import (
     BLUR_NAMING,
     plan_files,

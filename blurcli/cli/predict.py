@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from blurcli.batch import RunOptions
+from blurcli.batch import DEFAULT_JOBS, RunOptions
 from blurcli.cli.options import (
-    DEFAULT_JOBS,
     BatchOption,
     DeviceOption,
     HeadsOption,
@@ -34,7 +33,7 @@ from blurcli.cli.output import (
 )
 from blurcli.cli.runs import check_stdout, ray_runner, run_with_progress
 from blurcli.errors import UsageError
-from blurcli.photo import DEFAULT_MAX_PIXELS
+from blurcli.limits import DEFAULT_MAX_PIXELS
 from blurcli.plan import (
     PREDICT_NAMING,
     plan_files,

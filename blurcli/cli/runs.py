@@ -23,14 +23,9 @@ from blurcli.cli.output import (
     write_stdout,
 )
 from blurcli.errors import UsageError
-from blurcli.photo import read_stream
-from blurcli.plan import (
-    INSIDE_OUTPUT,
-    NAMED_LIKE_OUTPUT,
-    STDIN,
-    UNLISTED,
-    Job,
-)
+from blurcli.files import read_stream
+from blurcli.inputs import INSIDE_OUTPUT, UNLISTED
+from blurcli.plan import NAMED_LIKE_OUTPUT, STDIN, Job
 from blurcli.render import Task
 from blurcli.second_look import HeadMode, head_options
 from blurcli.segment import Segmenter

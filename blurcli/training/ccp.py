@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blurcli.decode import decode_pixels
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.paths import os_reason
-from blurcli.photo import decode_pixels
 
 # The fixed, documented split of the 1,004 pixel-labelled photos (no official one exists).
 SPLITS = {"train": (1, 800), "validation": (801, 900), "test": (901, 1004)}

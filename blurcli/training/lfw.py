@@ -21,9 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blurcli.decode import decode_pixels
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.files import read_bytes
 from blurcli.paths import HOME_ENV, cache_home, os_reason
-from blurcli.photo import decode_pixels, read_bytes
 
 SPLIT_FILES = {"train": "parts_train.txt", "validation": "parts_validation.txt", "test": "parts_test.txt"}
 IMAGES_DIR, MASKS_DIR = "lfw_funneled", "parts_lfw_funneled_gt_images"

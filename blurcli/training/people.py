@@ -8,8 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blurcli.decode import decode_pixels
 from blurcli.errors import BlurcliError
-from blurcli.photo import decode_pixels, read_bytes
+from blurcli.files import read_bytes
 from blurcli.training.ccp import PersonSplit
 
 IMAGES, MASKS = "images", "masks"

@@ -9,8 +9,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from blurcli.encode import encode_image
+from blurcli.files import write_file
 from blurcli.metadata import add_output_mark, image_size, output_mark, sniff_format
-from blurcli.photo import encode_image, write_file
 
 PLOT_SIZE = (900, 360)  # width, height
 CURVES_MARK = "curves"  # blurcli's mark in the PNG (metadata.add_output_mark): a run may replace it

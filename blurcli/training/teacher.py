@@ -19,9 +19,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from blurcli.decode import decode_pixels
+from blurcli.encode import encode_image
 from blurcli.errors import BlurcliError
+from blurcli.files import read_bytes, write_file
 from blurcli.paths import check_writable
-from blurcli.photo import decode_pixels, encode_image, read_bytes, write_file
 from blurcli.training.ccp import load_person_split
 from blurcli.training.lfw import check_folder, load_split, load_unlabelled
 
