@@ -27,10 +27,11 @@ from blurcli.files import write_file
 from blurcli.model import UNet, UNetConfig
 from blurcli.paths import os_reason
 from blurcli.preprocess import CLASSES, NORMALIZATION
+from blurcli.spec import output_channels
 from blurcli.weights import TORCH_MAGIC, foreign_kind
 
 FORMAT = "blurcli-unet"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the config names its output channels `outputs` (1: num_classes)
 
 
 @dataclass
@@ -183,7 +184,7 @@ def _describe_problem(checkpoint: Checkpoint) -> str | None:
     config = checkpoint.config
     bounds = {
         "in_channels": (3, 3),
-        "num_classes": (1, 64),
+        "outputs": (1, 64),
         "width": (1, MAX_WIDTH),
         "depth": (1, MAX_DEPTH),
         "stem_stride": (1, 8),
@@ -201,10 +202,9 @@ def _describe_problem(checkpoint: Checkpoint) -> str | None:
     unknown = [s for s in checkpoint.subjects if s not in ("head", "person")]
     if unknown or not checkpoint.subjects:
         return f"subjects {list(checkpoint.subjects)} (known: head, person)"
-    outputs = len(checkpoint.classes) + ("person" in checkpoint.subjects)
-    if not checkpoint.classes or outputs != config.num_classes:
+    if not checkpoint.classes or config.outputs != output_channels(checkpoint.classes, checkpoint.subjects):
         classes, subjects = list(checkpoint.classes), list(checkpoint.subjects)
-        return f"{config.num_classes} outputs for classes {classes} and subjects {subjects}"
+        return f"{config.outputs} outputs for classes {classes} and subjects {subjects}"
     for key in ("mean", "std"):
         values = checkpoint.normalization[key]
         if len(values) != config.in_channels or not all(math.isfinite(v) for v in values):

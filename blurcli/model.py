@@ -11,13 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+_OLD_NAMES = {"num_classes": "outputs"}  # checkpoint format 1's config keys
+
 
 @dataclass(frozen=True)
 class UNetConfig:
     """Architecture arguments; stored in every checkpoint so it rebuilds the same network."""
 
     in_channels: int = 3
-    num_classes: int = 3
+    outputs: int = 3  # output channels: LFW's classes, then a person logit (spec.output_channels)
     width: int = 8
     depth: int = 4
     stem_stride: int = 2
@@ -32,9 +34,11 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> UNetConfig:
-        """Build from a checkpoint's dict, ignoring keys this version does not know."""
+        """Build from a checkpoint's dict, ignoring keys this version does not know; format 1 called
+        the output channels `num_classes`."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: int(v) for k, v in values.items() if k in known})
+        renamed = {_OLD_NAMES.get(key, key): value for key, value in values.items()}
+        return cls(**{k: int(v) for k, v in renamed.items() if k in known})
 
 
 class ConvBNReLU(nn.Sequential):
@@ -83,7 +87,7 @@ class Up(nn.Module):
 
 
 class UNet(nn.Module):
-    """(N, in_channels, H, W) normalised image -> (N, num_classes, H, W) logits; H, W % multiple == 0."""
+    """(N, in_channels, H, W) normalised image -> (N, outputs, H, W) logits; H, W % multiple == 0."""
 
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
@@ -92,7 +96,7 @@ class UNet(nn.Module):
         self.stem = DoubleConv(config.in_channels, widths[0], stride=config.stem_stride)
         self.downs = nn.ModuleList(Down(widths[i], widths[i + 1]) for i in range(config.depth))
         self.ups = nn.ModuleList(Up(widths[i + 1], widths[i]) for i in reversed(range(config.depth)))
-        self.head = nn.Conv2d(widths[0], config.num_classes, 1)
+        self.head = nn.Conv2d(widths[0], config.outputs, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]

@@ -11,6 +11,7 @@ head, (background, person) for the person.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
     from blurcli.checkpoint import Checkpoint
 
 METADATA_KEY = "blurcli"  # the spec, JSON, in an ONNX file's metadata_props
+
+
+def output_channels(classes: Sequence[str], subjects: Sequence[str]) -> int:
+    """Output channels of a network with these classes and subjects: one per class, and one person
+    logit where the subjects have a person."""
+    return len(classes) + ("person" in subjects)
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,8 @@ class NetworkSpec:
 
     @property
     def outputs(self) -> int:
-        """Output channels: one per class, and one person logit where the network has a person."""
-        return len(self.classes) + ("person" in self.subjects)
+        """The network's output channels (`output_channels`)."""
+        return output_channels(self.classes, self.subjects)
 
     @classmethod
     def of(cls, checkpoint: Checkpoint) -> NetworkSpec:

@@ -214,7 +214,7 @@ def tiny_ccp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def person_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny checkpoint with a person output, which bench_person needs."""
     torch.manual_seed(0)
-    config = UNetConfig(num_classes=4, width=4, depth=2, stem_stride=1)
+    config = UNetConfig(outputs=4, width=4, depth=2, stem_stride=1)
     checkpoint = Checkpoint(
         config=config, state_dict=UNet(config).state_dict(), input_size=64, subjects=("head", "person")
     )

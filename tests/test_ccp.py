@@ -389,7 +389,7 @@ def test_train_with_person_data_learns_a_person_output(lfw_dir: Path, tmp_path: 
     assert all(0.0 <= r["val_person_iou"] <= 1.0 for r in records)
     checkpoint = load_checkpoint(out)
     assert checkpoint.subjects == ("head", "person")
-    assert checkpoint.config.num_classes == 4
+    assert checkpoint.config.outputs == 4
 
 
 # The real release, when ../shared/data holds it

@@ -27,7 +27,7 @@ SMALL = UNetConfig(width=4, depth=2, stem_stride=1)
 def person_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny checkpoint with a person output whose logit is strongly positive: all person."""
     torch.manual_seed(0)
-    config = UNetConfig(num_classes=4, width=4, depth=2, stem_stride=1)
+    config = UNetConfig(outputs=4, width=4, depth=2, stem_stride=1)
     model = UNet(config)
     with torch.no_grad():
         model.head.weight.zero_()
@@ -106,7 +106,7 @@ def test_a_head_model_grows_a_person_output_that_leaves_its_classes_alone() -> N
     head = UNet(SMALL).eval()
     checkpoint = Checkpoint(SMALL, head.state_dict(), 64)
     grown = with_person_output(checkpoint)
-    assert grown.subjects == ("head", "person") and grown.config.num_classes == 4
+    assert grown.subjects == ("head", "person") and grown.config.outputs == 4
     model = build_model(grown, "grown")
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -155,7 +155,7 @@ def test_a_checkpoint_in_memory_takes_the_subject(person_weights: Path) -> None:
 def test_a_soup_of_person_models_keeps_the_person_output(lfw_dir: Path, tmp_path: Path) -> None:
     from blurcli.training.soup import greedy_soup
 
-    config = UNetConfig(num_classes=4, width=4, depth=2, stem_stride=1)
+    config = UNetConfig(outputs=4, width=4, depth=2, stem_stride=1)
     paths = []
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -165,14 +165,14 @@ def test_a_soup_of_person_models_keeps_the_person_output(lfw_dir: Path, tmp_path
         )
     result = greedy_soup(lfw_dir, tmp_path / "soup.pt", paths, "cpu", limit=4)
     soup = load_checkpoint(result.out)
-    assert soup.subjects == ("head", "person") and soup.config.num_classes == 4
+    assert soup.subjects == ("head", "person") and soup.config.outputs == 4
     assert set(result.metrics["iou"]) == {"background", "skin", "hair"}  # scored on LFW's head classes
 
 
 def test_a_uniform_soup_averages_every_ingredient_unranked(lfw_dir: Path, tmp_path: Path) -> None:
     from blurcli.training.soup import average_weights, greedy_soup
 
-    config = UNetConfig(num_classes=4, width=4, depth=2, stem_stride=1)
+    config = UNetConfig(outputs=4, width=4, depth=2, stem_stride=1)
     paths = []
     for seed in (0, 1, 2):
         torch.manual_seed(seed)

@@ -90,6 +90,15 @@ def test_checkpoint_round_trips_with_its_description(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded.state_dict[key], value)
 
 
+def test_a_format_1_checkpoint_naming_its_outputs_num_classes_still_loads(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m.pt", _checkpoint())
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["version"] = 1
+    payload["config"]["num_classes"] = payload["config"].pop("outputs")
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").config == CONFIG
+
+
 def test_half_precision_storage_is_smaller_and_loads_as_float32(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "full.pt", _checkpoint())
     save_checkpoint(tmp_path / "half.pt", _checkpoint(), half=True)

@@ -15,6 +15,7 @@ import torch
 from blurcli.errors import UsageError
 from blurcli.model import UNet, UNetConfig, count_parameters
 from blurcli.preprocess import CLASSES
+from blurcli.spec import output_channels
 from blurcli.training.augment import Augmentation
 
 # Bounds of what `train` accepts: the datasets' photos are at most 825 px high, and the shipped
@@ -79,10 +80,8 @@ class TrainConfig:
         return cls(**values)
 
     def model_config(self) -> UNetConfig:
-        outputs = len(CLASSES) + ("person" in self.subjects)
-        return UNetConfig(
-            num_classes=outputs, width=self.width, depth=self.depth, stem_stride=self.stem_stride
-        )
+        outputs = output_channels(CLASSES, self.subjects)
+        return UNetConfig(outputs=outputs, width=self.width, depth=self.depth, stem_stride=self.stem_stride)
 
     def to_info(self) -> dict[str, Any]:
         """JSON-friendly copy for the checkpoint and logs (augmentation ranges included)."""

@@ -109,7 +109,7 @@ def with_person_output(checkpoint: Checkpoint) -> Checkpoint:
         "head.weight": torch.cat([weight, person_weight[None]]),
         "head.bias": torch.cat([bias, person_bias[None]]),
     }
-    config = dataclasses.replace(checkpoint.config, num_classes=checkpoint.config.num_classes + 1)
+    config = dataclasses.replace(checkpoint.config, outputs=checkpoint.config.outputs + 1)
     return dataclasses.replace(
         checkpoint, config=config, state_dict=state, subjects=(*checkpoint.subjects, "person")
     )
