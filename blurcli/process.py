@@ -39,7 +39,6 @@ def process_files(
     inputs: Sequence[str | Path],
     task: Task,
     output: str | Path | None = None,
-    *,
     naming: Naming = BLUR_NAMING,
     segmenter: Segmenter | None = None,
     recursive: bool = False,
@@ -79,19 +78,8 @@ def blur_files(
     `heads`: the second look at heads (None: off); `options`: batch size, threads, quality,
     limits; `on_result`: called with each FileResult as it comes. Returns one FileResult per input.
     """
-    return process_files(
-        inputs,
-        task,
-        output,
-        naming=BLUR_NAMING,
-        segmenter=segmenter,
-        recursive=recursive,
-        fmt=fmt,
-        mask=mask,
-        heads=heads,
-        options=options,
-        on_result=on_result,
-    )
+    settings = (segmenter, recursive, fmt, mask, heads, options, on_result)
+    return process_files(inputs, task, output, BLUR_NAMING, *settings)
 
 
 def predict_files(
@@ -109,16 +97,5 @@ def predict_files(
 ) -> list[FileResult]:
     """`blurcli predict` from Python: `<stem>_mask.png` beside each input, or `<stem>.png` under
     `output`; the other parameters as for `blur_files`."""
-    return process_files(
-        inputs,
-        task,
-        output,
-        naming=PREDICT_NAMING,
-        segmenter=segmenter,
-        recursive=recursive,
-        fmt=fmt,
-        mask=mask,
-        heads=heads,
-        options=options,
-        on_result=on_result,
-    )
+    settings = (segmenter, recursive, fmt, mask, heads, options, on_result)
+    return process_files(inputs, task, output, PREDICT_NAMING, *settings)
