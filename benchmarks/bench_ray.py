@@ -3,7 +3,7 @@ and 2 workers, in one run, on a local Ray cluster.
 
 Generates photo-like JPEGs (the example portrait, re-framed, re-lit and with sensor noise), then
 blurs the folder, each run into its own output folder:
-  (a) the CLI's engine (`batch.blur_files`, what `blurcli blur DIR -o OUT` runs) in this process,
+  (a) the CLI's engine (`process.blur_files`, what `blurcli blur DIR -o OUT` runs) in this process,
       with --jobs threads beside the model; the model is loaded before the clock starts;
   (b) `ray_data.process_with_ray` (what `blurcli blur DIR -o OUT --ray local` runs) on a Ray cluster
       started once in this process (its start reported apart), with each --workers count; each

@@ -76,7 +76,7 @@ def main() -> None:
         rows.append((name, function, ms / per, floor))
         return result
 
-    photo = stage("decode", "photo.decode_photo", lambda: decode_photo(data, "photo.jpg"), floor=True)
+    photo = stage("decode", "decode.decode_photo", lambda: decode_photo(data, "photo.jpg"), floor=True)
     colour = photo.colour
     prepared = stage("model input", "Segmenter.prepare", lambda: segmenter.prepare(to_rgb8(photo.pixels)))
     batch = [prepared] * args.batch
@@ -99,7 +99,7 @@ def main() -> None:
     )
     stage(
         "encode",
-        "photo.encode_photo",
+        "encode.encode_photo",
         lambda: encode_photo(photo.with_colour(blurred), ".jpg", QUALITY),
         floor=True,
     )

@@ -4,7 +4,7 @@ Small valid JPEG, PNG, WebP and TIFF images are damaged the ways tests/image_mut
 describes (truncation, cuts, bit flips, overwrites, stray bytes, header and structural-field
 damage, damaged metadata in well-formed chunks, dropped and repeated chunks, combinations), with
 the same Hypothesis strategies tests/test_fuzz.py uses, and each is given to
-`blurcli.photo.decode_photo`. An input either decodes to a sane Photo, fails cleanly (a one-line
+`blurcli.decode.decode_photo`. An input either decodes to a sane Photo, fails cleanly (a one-line
 BlurcliError naming the file) or does something else: raises another exception, returns a
 nonsense Photo, takes over --slow seconds or raises the peak RSS by over --memory MB. Those are
 findings, each saved with a reproducer (Python that rebuilds the bytes, and the bytes) under --save.

@@ -64,7 +64,7 @@ def is_dir(path: Path) -> bool:
 
 def temp_path(path: Path) -> Path:
     """Where `path` is written before its rename: `.<name>.<pid>.<random>.part` beside it, so a
-    later run can tell one left by a killed process (`photo.remove_stale_parts`)."""
+    later run can tell one left by a killed process (`files.remove_stale_parts`)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
 
 
