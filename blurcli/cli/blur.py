@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from blurcli.batch import DEFAULT_JOBS, RunOptions, needs_model
+from blurcli.batch import DEFAULT_JOBS, RunOptions
 from blurcli.cli.options import (
     BatchOption,
     DeviceOption,
@@ -29,13 +29,10 @@ from blurcli.cli.options import (
     WorkersOption,
 )
 from blurcli.cli.output import (
-    load_segmenter,
     megabytes,
-    stderr_console,
 )
-from blurcli.cli.runs import check_stdout, ray_runner, run_with_progress
+from blurcli.cli.runs import Model, run_command
 from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
-from blurcli.device import check_device
 from blurcli.limits import DEFAULT_MAX_PIXELS
 from blurcli.plan import (
     BLUR_NAMING,
@@ -122,12 +119,6 @@ def blur(
 ) -> None:
     """Blur the background of photos and videos, keeping the person sharp."""
     planned = plan_files(images, output, BLUR_NAMING, recursive, fmt, mask, save_mask)
-    check_stdout(planned, as_json)
-    console = stderr_console(quiet)
-    if ray is None and needs_model(planned):  # Ray's workers load their own
-        segmenter = load_segmenter(weights, device, console, subject)
-    else:
-        segmenter, _ = None, check_device(device)  # no model needed, but a bad --device is still a mistake
     task = BlurTask(
         BlurOptions(strength=strength, feather=feather, kernel=kernel),
         RefineOptions() if refine else None,
@@ -136,5 +127,5 @@ def blur(
     )
     video = VideoOptions(crf=crf, preset=check_preset(preset))
     options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, video, megabytes(max_memory))
-    on_ray = ray_runner(ray, workers, weights, device, subject)
-    run_with_progress(planned, task, segmenter, options, heads, "blurring", as_json, quiet, on_ray)
+    model = Model(weights, device, subject, ray, workers)
+    run_command(planned, task, options, heads, model, "blurring", as_json, quiet)

@@ -27,11 +27,9 @@ from blurcli.cli.options import (
     WorkersOption,
 )
 from blurcli.cli.output import (
-    load_segmenter,
     megabytes,
-    stderr_console,
 )
-from blurcli.cli.runs import check_stdout, ray_runner, run_with_progress
+from blurcli.cli.runs import Model, run_command
 from blurcli.errors import UsageError
 from blurcli.limits import DEFAULT_MAX_PIXELS
 from blurcli.plan import (
@@ -92,9 +90,7 @@ def predict(
         raise UsageError("--classes and --overlay cannot be used together")
     mode: PredictMode = "classes" if classes else "overlay" if show else "alpha"
     planned = plan_files(images, output, PREDICT_NAMING, recursive, fmt)
-    check_stdout(planned, as_json)
-    segmenter = None if ray else load_segmenter(weights, device, stderr_console(quiet), subject)
     task = PredictTask(mode, RefineOptions() if refine else None)
     options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, memory=megabytes(max_memory))
-    on_ray = ray_runner(ray, workers, weights, device, subject)
-    run_with_progress(planned, task, segmenter, options, heads, "segmenting", as_json, quiet, on_ray)
+    model = Model(weights, device, subject, ray, workers)
+    run_command(planned, task, options, heads, model, "segmenting", as_json, quiet)

@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import typer
@@ -15,13 +16,15 @@ from rich.progress import (
     TextColumn,
 )
 
-from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, run_jobs
+from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, needs_model, run_jobs
 from blurcli.cli.output import (
     file_progress,
+    load_segmenter,
     print_stdout,
     stderr_console,
     write_stdout,
 )
+from blurcli.device import check_device
 from blurcli.errors import UsageError
 from blurcli.files import read_stream
 from blurcli.inputs import INSIDE_OUTPUT, UNLISTED
@@ -43,6 +46,38 @@ def check_stdout(jobs: list[Job], as_json: bool) -> None:
         raise UsageError("--json writes to stdout, and so would the image; give -o FILE")
     if sys.stdout.isatty():
         raise UsageError("refusing to write an image to the terminal; redirect stdout or give -o FILE")
+
+
+@dataclass(frozen=True)
+class Model:
+    """Which model runs a batch and where: --weights, --device, --subject, and --ray's workers."""
+
+    weights: str | None
+    device: str
+    subject: str | None
+    ray: str | None = None
+    workers: int = 2
+
+
+def run_command(
+    jobs: list[Job],
+    task: Task,
+    options: RunOptions,
+    heads: HeadMode,
+    model: Model,
+    verb: str,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """What blur and predict share once their jobs, task and options are made: stdout checked, the
+    model loaded where a job needs it (Ray's workers load their own), the run shown as it goes."""
+    check_stdout(jobs, as_json)
+    if model.ray is None and needs_model(jobs):
+        segmenter = load_segmenter(model.weights, model.device, stderr_console(quiet), model.subject)
+    else:
+        segmenter, _ = None, check_device(model.device)  # a bad --device is a mistake all the same
+    on_ray = ray_runner(model.ray, model.workers, model.weights, model.device, model.subject)
+    run_with_progress(jobs, task, segmenter, options, heads, verb, as_json, quiet, on_ray)
 
 
 def run_with_progress(
