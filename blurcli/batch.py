@@ -1,5 +1,6 @@
 """The batch engine behind `blur` and `predict`: worker threads read, decode and prepare photos,
-the calling thread runs the model on batches, worker threads finish, encode and write atomically.
+model batches run on worker threads too (or, alone, on the calling thread), worker threads
+finish, encode and write atomically.
 Every job gets one FileResult; one bad file never stops the others."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -20,14 +21,14 @@ from blurcli.codec_messages import capturing
 from blurcli.decode import decode_photo
 from blurcli.encode import encode_photo
 from blurcli.errors import BlurcliError
-from blurcli.files import read_bytes, remove_stale_parts, write_file
+from blurcli.files import read_bytes, write_file
 from blurcli.formats import same_format, writable_format
 from blurcli.limits import DEFAULT_MAX_PIXELS, input_limit
 from blurcli.memory import MemoryBudget, default_memory_budget
 from blurcli.metadata import add_output_mark, more_frames
 from blurcli.paths import os_reason
 from blurcli.pixels import Photo, to_rgb8
-from blurcli.plan import STDIN, STDOUT, Job
+from blurcli.plan import STDIN, STDOUT, Job, remove_parts_of
 from blurcli.render import Mask, Task, mask_from_photo
 from blurcli.second_look import HeadOptions, second_look
 from blurcli.segment import Prepared, Segmenter
@@ -148,11 +149,12 @@ class Runner:
             remove_parts_of(todo + videos + existing)
         pool = ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="blurcli")
         # The workers keep the other cores busy; a multi-threaded forward pass would wait on them
-        # at every layer (10x slower on two cores), a single-threaded one does not.
-        single = len(todo) > 1 and self.options.jobs > 1 and self.segmenter is not None
+        # at every layer (10x slower on two cores), single-threaded ones on the pool do not.
+        pipelined = len(todo) > 1 and self.options.jobs > 1 and self.segmenter is not None
+        lanes = min(2, self.options.jobs) if pipelined else 0  # model passes at once on the pool
         try:
-            with capturing(), self.segmenter.threads(1) if single else nullcontext():  # type: ignore[union-attr]
-                self._run(pool, todo, report)
+            with capturing(), self.segmenter.threads(1) if pipelined else nullcontext():  # type: ignore[union-attr]
+                self._run(pool, todo, report, lanes)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         for job in videos:
@@ -181,7 +183,9 @@ class Runner:
         ms = (time.perf_counter() - started) * 1000
         return FileResult(job.name, str(job.target), "done", None, ms, frames=result.frames, fps=result.fps)
 
-    def _run(self, pool: ThreadPoolExecutor, jobs: list[Job], report: Callable[[FileResult], None]) -> None:
+    def _run(
+        self, pool: ThreadPoolExecutor, jobs: list[Job], report: Callable[[FileResult], None], lanes: int
+    ) -> None:
         budget = MemoryBudget(self.options.memory or default_memory_budget())
 
         def reported(result: FileResult) -> None:
@@ -191,7 +195,7 @@ class Runner:
         loading: deque[tuple[Job, float, Future[_Loaded]]] = deque()
         saving: set[Future[FileResult]] = set()
         try:
-            self._batches(pool, deque(jobs), loading, saving, budget, reported)
+            self._batches(pool, deque(jobs), loading, saving, budget, reported, lanes)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: saves under way still finish, and each
             for future in list(saving):  # written output gets its record; the others never start
                 if not future.cancel():
@@ -207,11 +211,15 @@ class Runner:
         saving: set[Future[FileResult]],
         budget: MemoryBudget,
         report: Callable[[FileResult], None],
+        lanes: int = 0,
     ) -> None:
         """Load ahead while the photos in flight fit `budget`, run the model on batches, save on
-        the pool; `saving` always holds the saves not reported yet."""
+        the pool; `saving` always holds the saves not reported yet. With `lanes`, model passes run
+        on the pool too, that many at once (each single-threaded), so every core can run one
+        while the calling thread only hands work out; 0: on the calling thread."""
         batch_size = max(1, self.options.batch_size)
         window = batch_size + max(1, self.options.jobs)
+        forwarding: deque[tuple[list[_Loaded], Future[list[Mask] | Exception]]] = deque()
         while True:
             while queue and len(loading) < window:
                 cost = budget.cost_of(queue[0])
@@ -220,26 +228,23 @@ class Runner:
                 job = queue.popleft()
                 budget.take(job.name, cost)
                 loading.append((job, time.perf_counter(), pool.submit(self._load, job)))
-            if not loading:
-                if not queue or not saving:
-                    break
+            if loading and len(forwarding) < max(lanes, 1):
+                batch = self._next_batch(loading, batch_size, report)
+                need = [loaded for loaded in batch if loaded.mask is None]
+                if lanes:
+                    forwarding.append((batch, pool.submit(self._forward, need)))
+                    continue
+                self._dispatch(pool, batch, self._forward(need), saving, report)
+            elif forwarding:
+                batch, future = forwarding.popleft()
+                self._dispatch(pool, batch, future.result(), saving, report)
+            elif not queue or not saving:
+                break
+            else:
                 done, _ = wait(saving, return_when=FIRST_COMPLETED)  # held back: memory frees as saves end
                 for future in done:
                     saving.discard(future)
                     report(future.result())
-                continue
-            batch = []
-            while loading and len(batch) < batch_size:
-                job, started, future = loading.popleft()
-                try:
-                    batch.append(future.result())
-                except Exception as error:  # a bad file is reported, the batch goes on
-                    report(failed_result(job, error, started))
-            lows = self._forward([loaded for loaded in batch if loaded.mask is None], report)
-            for loaded in batch:
-                mask = loaded.mask if loaded.mask is not None else next(lows)
-                if mask is not None:
-                    saving.add(pool.submit(self._save, loaded, mask))
             while len(saving) > max(1, self.options.jobs):
                 done, _ = wait(saving, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -247,6 +252,40 @@ class Runner:
                     report(future.result())
         while saving:
             report(saving.pop().result())
+
+    def _next_batch(
+        self,
+        loading: deque[tuple[Job, float, Future[_Loaded]]],
+        batch_size: int,
+        report: Callable[[FileResult], None],
+    ) -> list[_Loaded]:
+        """Up to `batch_size` loaded photos, in order; the ones that failed to load are reported."""
+        batch = []
+        while loading and len(batch) < batch_size:
+            job, started, future = loading.popleft()
+            try:
+                batch.append(future.result())
+            except Exception as error:  # a bad file is reported, the batch goes on
+                report(failed_result(job, error, started))
+        return batch
+
+    def _dispatch(
+        self,
+        pool: ThreadPoolExecutor,
+        batch: list[_Loaded],
+        lows: list[Mask] | Exception,
+        saving: set[Future[FileResult]],
+        report: Callable[[FileResult], None],
+    ) -> None:
+        """Hand a batch's photos, each with its mask, to the pool to be saved; a failed model pass
+        fails the photos that needed it (e.g. out of GPU memory), and the batch goes on."""
+        masks = iter(lows) if isinstance(lows, list) else None
+        for loaded in batch:
+            if loaded.mask is None and masks is None:
+                report(failed_result(loaded.job, lows, loaded.started))  # type: ignore[arg-type]
+                continue
+            mask = loaded.mask if loaded.mask is not None else next(masks)  # type: ignore[arg-type]
+            saving.add(pool.submit(self._save, loaded, mask))
 
     def _load(self, job: Job) -> _Loaded:
         started = time.perf_counter()
@@ -267,19 +306,17 @@ class Runner:
             raise BlurcliError(f"{job.name}: no mask given and no model loaded")
         return _Loaded(job, data, photo, self.segmenter.prepare(to_rgb8(photo.pixels)), started)
 
-    def _forward(self, batch: list[_Loaded], report: Callable[[FileResult], None]) -> Iterator[Mask | None]:
-        """The model's outputs for a batch, in order; a failed pass fails its photos (None each)."""
+    def _forward(self, batch: list[_Loaded]) -> list[Mask] | Exception:
+        """The model's outputs for a batch, in order, or the error its pass raised."""
         if not batch:
-            return iter([])
+            return []
         assert self.segmenter is not None
         prepared = [loaded.prepared for loaded in batch if loaded.prepared is not None]
         try:
             lows = self.segmenter.forward(prepared, len(batch), self.task.subject_only)
-            return iter([Mask(low) for low in lows])
-        except Exception as error:  # e.g. out of GPU memory: fail these, go on
-            for loaded in batch:
-                report(failed_result(loaded.job, error, loaded.started))
-            return iter([None] * len(batch))
+        except Exception as error:  # e.g. out of GPU memory: these photos fail, the batch goes on
+            return error
+        return [Mask(low) for low in lows]
 
     def _second_look(self, loaded: _Loaded, mask: Mask) -> Mask:
         """With `heads`, a closer look at each head of a photo not framed like a portrait. It runs
@@ -332,12 +369,6 @@ def failed_result(job: Job, error: Exception, started: float) -> FileResult:
     return FileResult(job.name, None, "failed", message, (time.perf_counter() - started) * 1000)
 
 
-def remove_parts_of(jobs: Iterable[Job]) -> None:
-    """Remove the temp files that killed runs left beside these jobs' outputs (each folder is
-    listed once: a step for the start of a run, not for every batch)."""
-    remove_stale_parts(path for job in jobs for path in (job.target, job.mask_target) if path)
-
-
 @dataclass(frozen=True)
 class StdIO:
     """Where '-' reads its photo (at most the bytes it is given) and `-o -` (or stdin without -o)
@@ -345,11 +376,6 @@ class StdIO:
 
     read: Callable[[int], bytes] | None = None
     write: Callable[[bytes], None] | None = None
-
-
-def needs_model(jobs: Sequence[Job]) -> bool:
-    """Whether any job lacks a mask of its own, so the model must be loaded."""
-    return any(job.mask is None for job in jobs)
 
 
 def run_jobs(

@@ -4,11 +4,12 @@ jobs, each with its output path, format and mask; refuse plans that would lose d
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from blurcli.errors import BlurcliError, UsageError
+from blurcli.files import remove_stale_parts
 from blurcli.formats import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, normalize_extension, writable_format
 from blurcli.inputs import INSIDE_OUTPUT, gather_inputs
 from blurcli.metadata import MARKED_FORMATS, output_mark, sniff_format
@@ -333,3 +334,14 @@ def plan_inputs(
         return skipped
     planned = plan_jobs(inputs, output, naming.beside, fmt, naming.in_folder, naming.format)
     return add_masks(planned, inputs, mask, save_mask) + skipped
+
+
+def needs_model(jobs: Sequence[Job]) -> bool:
+    """Whether any job lacks a mask of its own, so the model must be loaded."""
+    return any(job.mask is None for job in jobs)
+
+
+def remove_parts_of(jobs: Iterable[Job]) -> None:
+    """Remove the temp files that killed runs left beside these jobs' outputs (each folder is
+    listed once: a step for the start of a run, not for every batch)."""
+    remove_stale_parts(path for job in jobs for path in (job.target, job.mask_target) if path)

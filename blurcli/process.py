@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from blurcli.batch import FileResult, RunOptions, needs_model, run_jobs
-from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, Naming, plan_files
+from blurcli.batch import FileResult, RunOptions, run_jobs
+from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, Naming, needs_model, plan_files
 from blurcli.render import BlurTask, PredictTask, Task
 from blurcli.second_look import HeadOptions
 from blurcli.segment import Segmenter, new_segmenter

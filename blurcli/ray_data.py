@@ -20,12 +20,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from blurcli.batch import FileResult, Runner, RunOptions, failed_result, remove_parts_of
+from blurcli.batch import FileResult, Runner, RunOptions, failed_result
 from blurcli.device import check_device
 from blurcli.errors import BlurcliError, UsageError
 from blurcli.files import read_bytes
 from blurcli.formats import INPUT_EXTENSIONS
-from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, Naming, plan_inputs
+from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, Naming, plan_inputs, remove_parts_of
 from blurcli.process import plan_task, saves_masks
 from blurcli.render import BlurTask, PredictTask, Task
 from blurcli.second_look import HeadOptions

@@ -16,7 +16,7 @@ from rich.progress import (
     TextColumn,
 )
 
-from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, needs_model, run_jobs
+from blurcli.batch import EXISTS, FileResult, RunOptions, StdIO, run_jobs
 from blurcli.cli.output import (
     file_progress,
     load_segmenter,
@@ -28,7 +28,7 @@ from blurcli.device import check_device
 from blurcli.errors import UsageError
 from blurcli.files import read_stream
 from blurcli.inputs import INSIDE_OUTPUT, UNLISTED
-from blurcli.plan import NAMED_LIKE_OUTPUT, STDIN, Job
+from blurcli.plan import NAMED_LIKE_OUTPUT, STDIN, Job, needs_model
 from blurcli.render import Task
 from blurcli.second_look import HeadMode, head_options
 from blurcli.segment import Segmenter
