@@ -18,6 +18,7 @@ from blurcli.resample import downsample, enlarge, shrink, small_shape, strips, u
 
 DEFAULT_STRENGTH = 0.012
 DEFAULT_FEATHER = 0.002
+MAX_STRENGTH, MAX_FEATHER = 0.2, 0.05  # the largest --strength and --feather (CLI and server alike)
 Kernel = Literal["gaussian", "disc"]
 # Blurs wider than this (in pixels) run on a downscaled copy: same look, cost independent of sigma.
 _PYRAMID_SIGMA = 6.0

@@ -1,14 +1,18 @@
 """Batches from Python: `blur_files` and `predict_files` do what `blurcli blur` and `blurcli predict`
 do to files, folders and globs (through `process_files`: plan, load the model if a photo needs it,
-run the batch engine)."""
+run the batch engine); `process_bytes` does to one photo's bytes what `blurcli blur -` does to
+stdin (the server's path)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from blurcli.batch import FileResult, RunOptions, run_jobs
-from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, Job, Naming, needs_model, plan_files
+from blurcli.batch import FileResult, RunOptions, StdIO, run_jobs
+from blurcli.files import read_stream
+from blurcli.plan import BLUR_NAMING, PREDICT_NAMING, STDIN, Job, Naming, needs_model, plan_files
 from blurcli.render import BlurTask, PredictTask, Task
 from blurcli.second_look import HeadOptions
 from blurcli.segment import Segmenter, new_segmenter
@@ -99,3 +103,27 @@ def predict_files(
     `output`; the other parameters as for `blur_files`."""
     settings = (segmenter, recursive, fmt, mask, heads, options, on_result)
     return process_files(inputs, task, output, PREDICT_NAMING, *settings)
+
+
+def process_bytes(
+    data: bytes,
+    task: Task,
+    segmenter: Segmenter,
+    naming: Naming = BLUR_NAMING,
+    fmt: str | None = None,
+    heads: HeadOptions | None = HeadOptions(),
+    options: RunOptions = RunOptions(),
+    name: str = STDIN,
+) -> tuple[FileResult, bytes]:
+    """One photo's bytes -> (its FileResult, the output's bytes: empty unless done), through the
+    very path of `blurcli blur - > out` (or predict's): the stdin job planned as the CLI plans it
+    (`fmt`, else `naming`'s format, else the input's) and run by the batch engine, so the bytes are
+    the ones the CLI writes for the same photo and options. `name` stands for stdin in errors."""
+    written: list[bytes] = []
+    stdio = StdIO(lambda limit: read_stream(io.BytesIO(data), STDIN, limit), written.append)
+    [result] = run_jobs(
+        plan_files(["-"], None, naming, fmt=fmt), task, segmenter, options, heads, stdio=stdio
+    )
+    if result.error is not None and result.error.startswith(STDIN) and name != STDIN:
+        result = replace(result, input=name, error=name + result.error.removeprefix(STDIN))
+    return result, b"".join(written)

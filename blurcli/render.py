@@ -13,8 +13,8 @@ from typing import Literal, Protocol, TypeVar
 import cv2
 import numpy as np
 
-from blurcli.compose import BlurOptions, composite, hidden_factor
-from blurcli.errors import BlurcliError
+from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel, composite, hidden_factor
+from blurcli.errors import BlurcliError, UsageError
 from blurcli.pixels import Photo, to_8bit, to_rgb8
 from blurcli.refine import RefineOptions, enlarge_classes, enlarge_mask, grey_guide
 from blurcli.resample import shrink, upsample
@@ -78,6 +78,21 @@ class BlurTask:
     keep_empty: bool = False
     mark: str = "blurred"
 
+    @classmethod
+    def from_options(
+        cls,
+        strength: float = DEFAULT_STRENGTH,
+        feather: float = DEFAULT_FEATHER,
+        kernel: Kernel = "gaussian",
+        refine: bool = True,
+        save_mask: bool = False,
+        keep_empty: bool = False,
+    ) -> BlurTask:
+        """The task `blur`'s options name, under their names: the CLI's flags and the server's
+        query parameters both come through here, so the two make the same photo."""
+        blur = BlurOptions(strength=strength, feather=feather, kernel=kernel)
+        return cls(blur, RefineOptions() if refine else None, save_mask, keep_empty)
+
     @property
     def subject_only(self) -> bool:
         return True
@@ -94,6 +109,14 @@ class PredictTask:
     mode: PredictMode = "alpha"
     refine: RefineOptions | None = field(default_factory=RefineOptions)
     mark: str = "mask"
+
+    @classmethod
+    def from_options(cls, classes: bool = False, overlay: bool = False, refine: bool = True) -> PredictTask:
+        """The task `predict`'s options name (the CLI's flags, the server's query parameters)."""
+        if classes and overlay:
+            raise UsageError("--classes and --overlay cannot be used together")
+        mode: PredictMode = "classes" if classes else "overlay" if overlay else "alpha"
+        return cls(mode, RefineOptions() if refine else None)
 
     @property
     def subject_only(self) -> bool:

@@ -32,13 +32,12 @@ from blurcli.cli.output import (
     megabytes,
 )
 from blurcli.cli.runs import Model, run_command
-from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, BlurOptions, Kernel
+from blurcli.compose import DEFAULT_FEATHER, DEFAULT_STRENGTH, MAX_FEATHER, MAX_STRENGTH, Kernel
 from blurcli.limits import DEFAULT_MAX_PIXELS
 from blurcli.plan import (
     BLUR_NAMING,
     plan_files,
 )
-from blurcli.refine import RefineOptions
 from blurcli.render import BlurTask
 from blurcli.video import VideoOptions, check_preset
 
@@ -53,10 +52,10 @@ OutputOption = Annotated[
     ),
 ]
 StrengthOption = Annotated[
-    float, typer.Option(min=0.0, max=0.2, help="Blur sigma as a fraction of the image diagonal.")
+    float, typer.Option(min=0.0, max=MAX_STRENGTH, help="Blur sigma as a fraction of the image diagonal.")
 ]
 FeatherOption = Annotated[
-    float, typer.Option(min=0.0, max=0.05, help="Mask edge softening, fraction of the diagonal.")
+    float, typer.Option(min=0.0, max=MAX_FEATHER, help="Mask edge softening, fraction of the diagonal.")
 ]
 KernelOption = Annotated[
     Kernel,
@@ -119,12 +118,7 @@ def blur(
 ) -> None:
     """Blur the background of photos and videos, keeping the person sharp."""
     planned = plan_files(images, output, BLUR_NAMING, recursive, fmt, mask, save_mask)
-    task = BlurTask(
-        BlurOptions(strength=strength, feather=feather, kernel=kernel),
-        RefineOptions() if refine else None,
-        save_mask,
-        keep_empty,
-    )
+    task = BlurTask.from_options(strength, feather, kernel, refine, save_mask, keep_empty)
     video = VideoOptions(crf=crf, preset=check_preset(preset))
     options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, video, megabytes(max_memory))
     model = Model(weights, device, subject, ray, workers)

@@ -30,14 +30,12 @@ from blurcli.cli.output import (
     megabytes,
 )
 from blurcli.cli.runs import Model, run_command
-from blurcli.errors import UsageError
 from blurcli.limits import DEFAULT_MAX_PIXELS
 from blurcli.plan import (
     PREDICT_NAMING,
     plan_files,
 )
-from blurcli.refine import RefineOptions
-from blurcli.render import PredictMode, PredictTask
+from blurcli.render import PredictTask
 
 OutputOption = Annotated[
     str | None,
@@ -86,11 +84,8 @@ def predict(
     quiet: QuietOption = False,
 ) -> None:
     """Write the subject mask: 8-bit alpha (probability x 255) at the photo's full resolution."""
-    if classes and show:
-        raise UsageError("--classes and --overlay cannot be used together")
-    mode: PredictMode = "classes" if classes else "overlay" if show else "alpha"
+    task = PredictTask.from_options(classes, show, refine)
     planned = plan_files(images, output, PREDICT_NAMING, recursive, fmt)
-    task = PredictTask(mode, RefineOptions() if refine else None)
     options = RunOptions(batch_size, jobs, quality, max_pixels, overwrite, memory=megabytes(max_memory))
     model = Model(weights, device, subject, ray, workers)
     run_command(planned, task, options, heads, model, "segmenting", as_json, quiet)
