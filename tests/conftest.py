@@ -97,6 +97,20 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def person_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny checkpoint with a person output beside LFW's classes (subjects head and
+    person), as the shipped person model has: bench_person and the server's subject need it."""
+    torch.manual_seed(0)
+    config = UNetConfig(outputs=4, width=4, depth=2, stem_stride=1)
+    checkpoint = Checkpoint(
+        config=config, state_dict=UNet(config).state_dict(), input_size=64, subjects=("head", "person")
+    )
+    path = tmp_path_factory.mktemp("weights") / "person.pt"
+    save_checkpoint(path, checkpoint)
+    return path
+
+
+@pytest.fixture(scope="session")
 def no_subject_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny checkpoint that calls every pixel background: blur must blur the whole photo."""
     config = UNetConfig(width=4, depth=2, stem_stride=1)

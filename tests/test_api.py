@@ -19,6 +19,18 @@ from blurcli.cli import app
 from blurcli.metadata import add_output_mark
 
 ROOT = Path(__file__).resolve().parents[1]
+# What blur and predict never load: training code (and so torch), and the server's stack (the serve
+# extra), which `blurcli serve` alone imports.
+NOT_FOR_INFERENCE = (
+    "blurcli.training",
+    "blurcli.serve",
+    "blurcli.queries",
+    "blurcli.uploads",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+)
+LOADED = f"print(sorted(m for m in sys.modules if m.startswith({NOT_FOR_INFERENCE!r})))"
 
 
 @pytest.mark.parametrize(
@@ -30,28 +42,31 @@ ROOT = Path(__file__).resolve().parents[1]
         "import blurcli.cli",
     ],
 )
-def test_the_inference_core_imports_nothing_from_training(statement: str) -> None:
-    code = f"{statement}; import sys; print([m for m in sys.modules if m.startswith('blurcli.training')])"
+def test_the_inference_core_imports_nothing_from_training_nor_the_server(statement: str) -> None:
+    code = f"{statement}; import sys; {LOADED}"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "[]"
 
 
-def test_blur_on_the_command_line_loads_no_training_code(tmp_path: Path, tiny_weights: Path) -> None:
+@pytest.mark.parametrize(("command", "output"), [("blur", "o.jpg"), ("predict", "o.png")])
+def test_blur_and_predict_on_the_command_line_load_no_training_code_nor_the_server(
+    tmp_path: Path, tiny_weights: Path, command: str, output: str
+) -> None:
     code = (
         "import sys; from blurcli.cli import app\n"
         "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-        "print([m for m in sys.modules if m.startswith('blurcli.training')])"
+        f"{LOADED}"
     )
     args = [
-        "blur",
+        command,
         str(ROOT / "examples" / "astronaut.jpg"),
         "-o",
-        str(tmp_path / "o.jpg"),
+        str(tmp_path / output),
         "-w",
         str(tiny_weights),
     ]
     found = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
-    assert (tmp_path / "o.jpg").is_file()
+    assert (tmp_path / output).is_file()
     assert found.stdout.strip().splitlines()[-1] == "[]"
 
 

@@ -20,10 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from blurcli.checkpoint import Checkpoint, save_checkpoint
-from blurcli.model import UNet, UNetConfig
 from tests.ccp_fake import make_ccp_dataset
 from tests.lfw_fake import make_lfw_dataset
 
@@ -208,19 +205,6 @@ def test_figure_heads(tiny_weights: Path, tmp_path: Path) -> None:
 def tiny_ccp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three CCP test photos (0901-0903), in the release's folders."""
     return make_ccp_dataset(tmp_path_factory.mktemp("ccp"), numbers=range(901, 904))
-
-
-@pytest.fixture(scope="module")
-def person_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained tiny checkpoint with a person output, which bench_person needs."""
-    torch.manual_seed(0)
-    config = UNetConfig(outputs=4, width=4, depth=2, stem_stride=1)
-    checkpoint = Checkpoint(
-        config=config, state_dict=UNet(config).state_dict(), input_size=64, subjects=("head", "person")
-    )
-    path = tmp_path_factory.mktemp("weights") / "person.pt"
-    save_checkpoint(path, checkpoint)
-    return path
 
 
 def test_bench_person(person_weights: Path, tiny_ccp: Path, tmp_path: Path) -> None:

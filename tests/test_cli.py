@@ -41,7 +41,7 @@ def test_help_lists_the_subcommands() -> None:
     result = _run("--help")
     assert result.exit_code == 0
     listed = re.findall(r"^\W*(\w+)\s{2,}\w", result.output.split("Commands")[1], re.M)
-    assert listed == ["blur", "predict", "eval", "train", "label", "export"]
+    assert listed == ["blur", "predict", "eval", "train", "label", "export", "serve"]
 
 
 def test_blur_writes_beside_the_input_and_keeps_the_input(photos: list[Path], tiny_weights: Path) -> None:

@@ -1,6 +1,6 @@
 """The `blurcli` command: parse arguments, call the library, print. Nothing else lives here.
 
-A module per command (blur, predict, evaluate, train, label, export), registered here in the order
+A module per command (blur, predict, evaluate, train, label, export, serve), registered here in the order
 `--help` lists them, around the app (`app.py`: errors caught once), the options the commands share
 (`options.py`), what they print (`output.py`) and a batch run's progress and summary (`runs.py`).
 """
@@ -11,6 +11,7 @@ from blurcli.cli.evaluate import evaluate
 from blurcli.cli.export import export
 from blurcli.cli.label import label
 from blurcli.cli.predict import predict
+from blurcli.cli.serve import serve
 from blurcli.cli.train import train
 
 for name, command in (
@@ -20,6 +21,7 @@ for name, command in (
     ("train", train),
     ("label", label),
     ("export", export),
+    ("serve", serve),
 ):
     app.command(name)(command)
 
