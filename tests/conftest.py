@@ -121,3 +121,16 @@ def no_subject_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "no-subject.pt"
     save_checkpoint(path, Checkpoint(config=config, state_dict=model.state_dict(), input_size=64))
     return path
+
+
+@pytest.fixture(scope="session")
+def serve_models(
+    tiny_weights: Path, person_weights: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The tiny checkpoints exported to ONNX once for the session, for `blurcli serve`'s tests:
+    'tiny' segments the head only, 'person' the person and the head."""
+    from blurcli.export import cached_export
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BLURCLI_HOME", str(tmp_path_factory.mktemp("serve-home")))
+        return {"tiny": cached_export(tiny_weights), "person": cached_export(person_weights)}

@@ -26,6 +26,8 @@ NOT_FOR_INFERENCE = (
     "blurcli.serve",
     "blurcli.queries",
     "blurcli.uploads",
+    "blurcli.refusals",
+    "blurcli.listening",
     "fastapi",
     "uvicorn",
     "starlette",

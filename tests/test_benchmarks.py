@@ -161,6 +161,27 @@ def test_bench_robustness(tiny_weights: Path, tmp_path: Path) -> None:
     assert cv2.imread(str(sheet)).shape == (2 * 192, 7 * 192, 3)  # 14 variants, 7 to a row
 
 
+def test_bench_serve(tiny_weights: Path, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi", reason='the serve extra: pip install "blurcli[serve]"')
+    output = run_script(
+        "bench_serve.py",
+        *("--images", 4, "--width", 96, "--height", 64, "--rounds", 2, "--clients", 8),
+        *("--workers", 2, "--jobs", 1, "--weights", tiny_weights),
+        tmp_path=tmp_path,
+    )
+    header = "4 JPEGs of 96x64, quality 95, on 127.0.0.1: blurcli serve --workers 2, blurcli blur -j 1,"
+    assert header in output
+    [blur] = table_rows(output, "blurcli blur (batch, same run)")
+    [serve] = table_rows(output, "blurcli serve, 8 clients")
+    assert blur[1:4] == ["4", "0", "-"] and serve[1:4] == ["8", "0", "0"]  # requests, failed, lost
+    assert all(re.fullmatch(NUMBER, cell) for cell in blur[4:] + serve[4:])  # seconds, photos/s, ratio
+    assert re.search(rf"latency \(ms\): p50 {NUMBER}, p90 {NUMBER}, p99 {NUMBER}, max {NUMBER}", output)
+    if sys.platform == "linux":
+        peak = rf"peak RSS: blurcli serve {NUMBER} MB after the warm-up, {NUMBER} MB after the load; "
+        assert re.search(peak + rf"blurcli blur {NUMBER} MB", output)
+    assert "server stopped by SIGTERM: exit 0" in output
+
+
 def test_bench_segment(tiny_weights: Path, tiny_lfw: Path, tmp_path: Path) -> None:
     output = run_script(
         "bench_segment.py",

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (apt-
 
 import uvicorn  # noqa: E402  (the serve extra, checked above)
 
+from blurcli.listening import listen, url_of  # noqa: E402
 from blurcli.segment import new_segmenter  # noqa: E402
-from blurcli.serve import create_app, listen, load_subjects, url_of  # noqa: E402
+from blurcli.serve import create_app, load_subjects  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 

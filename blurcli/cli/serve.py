@@ -44,9 +44,9 @@ def serve(
     quiet: QuietOption = False,
 ) -> None:
     """Serve blur and predict over HTTP (POST /blur, /predict; GET / for a page) until Ctrl-C."""
-    server = serve_extra()
+    server, listening = serve_extra()
     console = stderr_console(quiet)
-    sock = server.listen(host, port)
+    sock = listening.listen(host, port)
     try:
         default, subjects = server.load_subjects(
             weights, lambda name, subject: load_segmenter(name, device, console, subject)
@@ -55,22 +55,24 @@ def serve(
             default, subjects=subjects, workers=workers, max_pixels=max_pixels, max_bytes=max_bytes
         )
         console.print(
-            f"blurcli serve: listening on {server.url_of(sock)} (Ctrl-C stops; the page is at /)",
+            f"blurcli serve: listening on {listening.url_of(sock)} (Ctrl-C stops; the page is at /)",
             highlight=False,
             soft_wrap=True,
             markup=False,
         )
-        server.run_server(app, sock)
+        listening.run_server(app, sock)
     finally:
         sock.close()
     console.print("blurcli serve: stopped, the requests in flight answered", highlight=False, markup=False)
 
 
-def serve_extra() -> ModuleType:
-    """blurcli.serve (FastAPI, uvicorn), or one line saying how to install it."""
+def serve_extra() -> tuple[ModuleType, ModuleType]:
+    """blurcli.serve (the app: FastAPI) and blurcli.listening (uvicorn), or one line saying how to
+    install them."""
     try:
+        import blurcli.listening as listening
         import blurcli.serve as server
     except ImportError as error:
         missing = error.name or "a serving dependency"
         raise BlurcliError(f'blurcli serve needs {missing}: pip install "blurcli[serve]"') from None
-    return server
+    return server, listening
