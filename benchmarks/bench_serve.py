@@ -27,7 +27,6 @@ import queue
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from benchmarks.bench_batch import make_folder
 from benchmarks.common import QUALITY, add_weights, argument_parser, peak_rss, table_header, table_row
+from tests.serve_process import start_serve
 
-HOST = "127.0.0.1"  # the loopback address only
+HOST = "127.0.0.1"  # the loopback address only (start_serve listens there)
 
 
 @dataclass
@@ -62,22 +62,6 @@ def run_blur(folder: Path, out: Path, jobs: int, model: list[str]) -> tuple[floa
         raise SystemExit(f"blurcli blur failed ({done.returncode}): {done.stderr}")
     reported = re.search(r"in ([\d.]+) s", done.stderr)
     return (float(reported.group(1)) if reported else seconds), seconds, megabytes
-
-
-def start_server(workers: int, model: list[str]) -> tuple[subprocess.Popen, int]:
-    """(b)'s server in a fresh process on a free loopback port; (the process, its port)."""
-    command = [sys.executable, "-m", "blurcli", "serve", "--host", HOST, "--port", "0"]
-    command += ["--workers", str(workers), *model]
-    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    assert server.stderr is not None
-    line = server.stderr.readline()
-    found = re.search(rf"http://{re.escape(HOST)}:(\d+)", line)
-    if found is None:
-        server.kill()
-        raise SystemExit(f"blurcli serve did not start: {line}{server.stderr.read()}")
-    # The rest of its stderr is read as it comes, so a full pipe never stalls it.
-    threading.Thread(target=server.stderr.read, daemon=True).start()
-    return server, int(found.group(1))
 
 
 def peak_mb(pid: int) -> float | None:
@@ -227,19 +211,18 @@ class Served:
 
 def serve_load(args: argparse.Namespace, photos: dict, expected: dict, model: list[str]) -> Served:
     """(b): start the server, warm it up with one photo, run the load, stop it with SIGTERM."""
-    server, port = start_server(args.workers, model)
+    server = start_serve("--workers", str(args.workers), *model)
     try:
         first = next(iter(photos))
-        warm = http.client.HTTPConnection(HOST, port, timeout=300)
+        warm = http.client.HTTPConnection(HOST, server.port, timeout=300)
         if post(warm, photos[first]) != (200, expected[first]):
             raise SystemExit("the warm-up answer is not the bytes blurcli blur wrote")
         warm.close()
-        warm_mb = peak_mb(server.pid)
-        load, seconds = run_load(port, photos, expected, args)
-        load_mb = peak_mb(server.pid)
+        warm_mb = peak_mb(server.process.pid)
+        load, seconds = run_load(server.port, photos, expected, args)
+        load_mb = peak_mb(server.process.pid)
     finally:
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(timeout=120)
+        code = server.stop(signal.SIGTERM)
     return Served(load, seconds, warm_mb, load_mb, code)
 
 

@@ -3,33 +3,19 @@ request in flight and exit 0, a port in use and a missing extra are one line eac
 
 from __future__ import annotations
 
-import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi", reason='the serve extra: pip install "blurcli[serve]"')
 
+from tests.serve_process import start_serve
 from tests.serving import ASTRONAUT, cli_output
-
-
-def start_server(weights: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    """`blurcli serve --port 0` in a process of its own, and the address it says it listens on."""
-    command = [sys.executable, "-m", "blurcli", "serve", "--port", "0", "-w", str(weights), *args]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    line = process.stderr.readline()
-    found = re.search(r"listening on (http://127\.0\.0\.1:\d+) ", line)
-    if found is None:
-        process.kill()
-        raise AssertionError(f"no address in {line!r}: {process.stderr.read()}")
-    return process, found.group(1)
 
 
 def send_slowly(address: str, body: bytes, started: threading.Event) -> bytes:
@@ -49,22 +35,21 @@ def send_slowly(address: str, body: bytes, started: threading.Event) -> bytes:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_finishes_the_request_in_flight_and_exits_0(serve_models: dict, stop: int) -> None:
-    process, address = start_server(serve_models["tiny"])
+    server = start_serve("-w", str(serve_models["tiny"]))
     try:
         sent, answers = threading.Event(), []
-        talker = threading.Thread(target=lambda: answers.append(send_slowly(address, ASTRONAUT, sent)))
+        talker = threading.Thread(target=lambda: answers.append(send_slowly(server.address, ASTRONAUT, sent)))
         talker.start()
         time.sleep(1.0)  # the request's head and half its body are in
-        process.send_signal(stop)
+        server.process.send_signal(stop)
         sent.set()
         talker.join(timeout=60)
-        assert process.wait(timeout=60) == 0
+        assert server.wait() == 0
     finally:
-        process.kill()
+        server.process.kill()
     assert answers and answers[0].startswith(b"HTTP/1.1 200 OK")
     assert answers[0].split(b"\r\n\r\n", 1)[1] == cli_output("blur", ASTRONAUT, serve_models["tiny"])
-    rest = process.stderr.read() if process.stderr else ""
-    assert rest == "blurcli serve: stopped, the requests in flight answered\n"
+    assert server.stderr == ["blurcli serve: stopped, the requests in flight answered\n"]
 
 
 def test_a_port_in_use_is_one_line_and_exit_1(serve_models: dict) -> None:
