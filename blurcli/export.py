@@ -2,15 +2,19 @@
 
 The graph is traced from the one UNet module with the checkpoint's weights, BatchNorm folded;
 batch, height and width stay free. The preprocessing goes into the file's metadata
-(`spec.METADATA_KEY`). Needs torch and onnx: `pip install "blurcli[train]"`.
+(`spec.METADATA_KEY`). With calibration batches the model is quantized to int8 (`quantize.py`).
+Needs torch and onnx: `pip install "blurcli[train]"`.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from blurcli.errors import BlurcliError
 from blurcli.files import write_bytes_atomic, write_file
@@ -23,13 +27,20 @@ if TYPE_CHECKING:
 
 OPSET = 17
 _NEEDS_TRAIN = 'needs torch and onnx to export it to ONNX: pip install "blurcli[train]"'
+# The network's spec -> normalised (N, 3, h, w) float32 batches that calibrate its int8 ranges.
+Calibration = Callable[[NetworkSpec], Sequence[np.ndarray]]
 
 
-def export_onnx(checkpoint_path: Path, out: Path) -> NetworkSpec:
-    """Write `checkpoint_path`'s model as ONNX to `out` (atomically); returns what it records.
-    `out` naming the checkpoint itself (through links or `..` too) is a UsageError."""
+def export_onnx(checkpoint_path: Path, out: Path, calibration: Calibration | None = None) -> NetworkSpec:
+    """Write `checkpoint_path`'s model as ONNX to `out` (atomically), int8 when `calibration` is
+    given (`quantize.quantize` with its recipe); returns what it records. `out` naming the
+    checkpoint itself (through links or `..` too) is a UsageError."""
     refuse_overwriting([out], [checkpoint_path], "give -o another name")
     model, spec = _exported(checkpoint_path)
+    if calibration is not None:
+        from blurcli.quantize import quantize
+
+        model = quantize(model, calibration(spec))
     write_file(out, model)
     return spec
 

@@ -6,6 +6,7 @@ this package, so `blur` and `predict` never load it.
 
 from blurcli.training import teacher
 from blurcli.training.augment import Augmentation
+from blurcli.training.calibration import CalibrationSet, calibration_set
 from blurcli.training.config import TrainConfig
 from blurcli.training.distributed import Ranks, ranks_from_environment
 from blurcli.training.evaluate import evaluate, load_labelled
@@ -15,11 +16,13 @@ from blurcli.training.soup import SoupResult, greedy_soup
 
 __all__ = [
     "Augmentation",
+    "CalibrationSet",
     "Ranks",
     "SoupResult",
     "SplitData",
     "TrainConfig",
     "TrainResult",
+    "calibration_set",
     "evaluate",
     "greedy_soup",
     "load_labelled",

@@ -186,8 +186,11 @@ def split_numbers(split: str) -> range:
     return range(first, last + 1)
 
 
-def load_person_split(root: Path, split: str, limit: int | None = None, workers: int = 4) -> PersonSplit:
-    """Read one CCP split into memory (optionally its first `limit` photos)."""
+def load_person_split(
+    root: Path, split: str, limit: int | None = None, workers: int = 4, step: int = 1
+) -> PersonSplit:
+    """Read one CCP split into memory: every `step`th photo by number, optionally only the first
+    `limit` of those."""
     numbers, root = split_numbers(split), Path(root)
     try:
         is_file, is_dir = root.is_file(), root.is_dir()
@@ -198,7 +201,7 @@ def load_person_split(root: Path, split: str, limit: int | None = None, workers:
     if not is_dir:
         raise UsageError(f"{root}: dataset folder does not exist")
     read = _reader(root)
-    names = [f"{number:04d}" for number in numbers][:limit]
+    names = [f"{number:04d}" for number in numbers][::step][:limit]
 
     def pair(name: str) -> tuple[np.ndarray, np.ndarray]:
         photo_name, label_name = f"{PHOTOS}/{name}.jpg", f"{LABELS}/{name}.mat"

@@ -210,8 +210,11 @@ def _read_pair(folders: DatasetFolders, stem: str) -> tuple[np.ndarray, np.ndarr
     )
 
 
-def load_split(root: Path, split: str, limit: int | None = None, workers: int = 4) -> SplitData:
-    """Read one official split (`train`, `validation`, `test`) into memory, optionally its first `limit`."""
+def load_split(
+    root: Path, split: str, limit: int | None = None, workers: int = 4, step: int = 1
+) -> SplitData:
+    """Read one official split (`train`, `validation`, `test`) into memory: every `step`th image in
+    the split file's order, optionally only the first `limit` of those."""
     if split not in SPLIT_FILES:
         raise UsageError(f"--split {split}: unknown split (use {', '.join(SPLIT_FILES)})")
     check_folder(Path(root))
@@ -224,7 +227,7 @@ def load_split(root: Path, split: str, limit: int | None = None, workers: int = 
         raise BlurcliError(f"{split_file}: cannot read ({os_reason(error)})") from None
     except UnicodeDecodeError:
         raise BlurcliError(f"{split_file}: not a text file of 'Name N' lines") from None
-    stems = parse_split(text, str(split_file))[:limit]
+    stems = parse_split(text, str(split_file))[::step][:limit]
     if not stems:
         raise BlurcliError(f"{split_file}: lists no images")
     folders = locate_dataset(Path(root))
