@@ -131,13 +131,13 @@ def main() -> None:
         print(f"{count} JPEGs ({sizes}), quality {QUALITY}, ", end="")
         print(f"{args.jobs} threads, --heads {args.heads}, scene {args.scene}")
         on = (
-            "1 thread"
+            f"single-threaded passes on those threads, up to {min(2, args.jobs)} at once"
             if args.jobs > 1 and count > 1
             else "ONNX Runtime's default threads (one per physical core)"
         )
         print(
-            f"threads: the floor decodes and encodes on {args.jobs}; blurcli blur -j {args.jobs} does on "
-            f"as many beside the model, which runs on {on} (the batch engine's rule)"
+            f"threads: the floor decodes and encodes on {args.jobs}; blurcli blur -j {args.jobs} decodes, "
+            f"encodes and runs the model on {args.jobs}: {on} (the batch engine's rule)"
         )
         floor(folder, work / "warm", args.jobs)  # warm the page cache and OpenCV
         floor_s = floor(folder, work / "floor", args.jobs)

@@ -74,7 +74,9 @@ def main() -> None:
         size = f"{args.width}x{args.height}"
         print(f"{args.images} JPEGs of {size}, {cores} cores, {args.jobs} thread(s) beside each model")
         engine = (
-            "1" if args.jobs > 1 and args.images > 1 else "ONNX Runtime's default (one per physical core)"
+            f"1 per pass, up to {min(2, args.jobs)} passes at once"
+            if args.jobs > 1 and args.images > 1
+            else "ONNX Runtime's default (one per physical core)"
         )
         cpus = max(1, int(RayOptions().cpus))
         print(f"model threads: the CLI engine {engine} (the batch engine's rule), each Ray worker {cpus}")
