@@ -37,28 +37,20 @@ from benchmarks.common import EXAMPLE, LFW_DATA, argument_parser, load_segmenter
 from blurcli.training.lfw import locate_dataset, parse_split
 from blurcli.video import VideoOptions
 
-MEDIAPIPE_MASKS = """
+MEDIAPIPE_FOLDER = """
 import sys, pathlib, cv2, numpy as np, mediapipe as mp
-out = pathlib.Path(sys.argv[2])
+out, blur = pathlib.Path(sys.argv[2]), sys.argv[3] == "blur"
 with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as selfie:
     for path in sorted(pathlib.Path(sys.argv[1]).glob("*.jpg")):
         image = cv2.imread(str(path))
         mask = selfie.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).segmentation_mask
-        cv2.imwrite(str(out / (path.stem + ".png")), (mask * 255 + 0.5).astype(np.uint8))
-"""
-
-MEDIAPIPE_BLUR = """
-import sys, pathlib, cv2, numpy as np, mediapipe as mp
-out = pathlib.Path(sys.argv[2])
-with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as selfie:
-    for path in sorted(pathlib.Path(sys.argv[1]).glob("*.jpg")):
-        image = cv2.imread(str(path))
-        mask = selfie.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).segmentation_mask
-        sigma = 0.012 * float(np.hypot(*image.shape[:2]))
-        blurred = cv2.GaussianBlur(image, (0, 0), sigma)
+        if not blur:
+            cv2.imwrite(str(out / (path.stem + ".png")), (mask * 255 + 0.5).astype(np.uint8))
+            continue
+        blurred = cv2.GaussianBlur(image, (0, 0), 0.012 * float(np.hypot(*image.shape[:2])))
         alpha = cv2.GaussianBlur(mask, (0, 0), 2)[..., None]
         cv2.imwrite(str(out / path.name), (image * alpha + blurred * (1 - alpha)).astype(np.uint8))
-"""
+"""  # argv: photos folder, output folder, "masks" (PNG masks) or "blur" (Gaussian blur, blend)
 
 
 def seconds(command: list[str], runs: int) -> float:
@@ -160,14 +152,15 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- |")
         ours = seconds(blurcli("predict", str(work / "lfw"), "-o", str(work / "masks")), args.runs)
         theirs = python and seconds(
-            peer(python, MEDIAPIPE_MASKS, str(work / "lfw"), str(work / "peer-masks")), args.runs
+            peer(python, MEDIAPIPE_FOLDER, str(work / "lfw"), str(work / "peer-masks"), "masks"), args.runs
         )
         compare(
             "predict, LFW test", ours, theirs, per(count, "ms a photo", 1000), "ratio <= 1.0", at_most(1.0)
         )
         ours = seconds(blurcli("blur", str(work / "photos"), "-o", str(work / "blurred")), args.runs)
         theirs = python and seconds(
-            peer(python, MEDIAPIPE_BLUR, str(work / "photos"), str(work / "peer-blurred")), args.runs
+            peer(python, MEDIAPIPE_FOLDER, str(work / "photos"), str(work / "peer-blurred"), "blur"),
+            args.runs,
         )
         compare(
             "blur, 1080p JPEGs", ours, theirs, rate(args.photos, "photos/s"), "ratio <= 0.33", at_most(1 / 3)
