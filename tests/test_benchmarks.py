@@ -304,3 +304,27 @@ def test_bench_memory(tmp_path: Path) -> None:
     assert re.search(
         r"photos' share with the budget: (under|over) it; \(b\)/\(c\) peak RSS \d+\.\d\d", output
     )
+
+
+def test_bench_vs_peers(tiny_lfw: Path, tmp_path: Path) -> None:
+    output = run_script(
+        "bench_vs_peers.py",
+        "--data",
+        tiny_lfw,
+        "--photos",
+        2,
+        "--frames",
+        6,
+        "--runs",
+        1,
+        tmp_path=tmp_path,
+        timeout=300,
+    )
+    for path in (
+        "predict, LFW test",
+        "blur, 1080p JPEGs",
+        "blur, 720p clip, --heads auto",
+        "one photo, cold process",
+    ):
+        (row,) = table_rows(output, path)
+        assert re.match(NUMBER, row[1]), row
