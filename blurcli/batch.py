@@ -215,8 +215,9 @@ class Runner:
     ) -> None:
         """Load ahead while the photos in flight fit `budget`, run the model on batches, save on
         the pool; `saving` always holds the saves not reported yet. With `lanes`, model passes run
-        on the pool too, that many at once (each single-threaded), so every core can run one
-        while the calling thread only hands work out; 0: on the calling thread."""
+        on the pool too, that many at once (each single-threaded; the caller asks for at most two,
+        measured on 2 cores only), while the calling thread only hands work out; 0: on the
+        calling thread."""
         batch_size = max(1, self.options.batch_size)
         window = batch_size + max(1, self.options.jobs)
         forwarding: deque[tuple[list[_Loaded], Future[list[Mask] | Exception]]] = deque()

@@ -3,6 +3,7 @@ errors, bytes and text on stdout, the model loaded with a download bar, the trai
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from types import ModuleType
@@ -100,9 +101,13 @@ def megabytes(value: int | None) -> int | None:
 
 def training_extra(command: str) -> ModuleType:
     """blurcli.training (torch and friends), or one line saying how to install it."""
+    return import_extra(command, "train", "blurcli.training")[0]
+
+
+def import_extra(command: str, extra: str, *modules: str) -> list[ModuleType]:
+    """The modules `command` needs from an optional extra, or one line saying how to install it."""
     try:
-        import blurcli.training as training
+        return [importlib.import_module(name) for name in modules]
     except ImportError as error:
-        missing = error.name or "a training dependency"
-        raise BlurcliError(f'blurcli {command} needs {missing}: pip install "blurcli[train]"') from None
-    return training
+        missing = error.name or f"a dependency of the {extra} extra"
+        raise BlurcliError(f'blurcli {command} needs {missing}: pip install "blurcli[{extra}]"') from None

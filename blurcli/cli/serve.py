@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-from types import ModuleType
 from typing import Annotated
 
 import typer
 
 from blurcli.cli.options import DeviceOption, MaxPixelsOption, QuietOption, WeightsOption
-from blurcli.cli.output import load_segmenter, stderr_console
-from blurcli.errors import BlurcliError
+from blurcli.cli.output import import_extra, load_segmenter, stderr_console
 from blurcli.limits import DEFAULT_MAX_PIXELS
 
 HostOption = Annotated[
@@ -44,7 +42,7 @@ def serve(
     quiet: QuietOption = False,
 ) -> None:
     """Serve blur and predict over HTTP (POST /blur, /predict; GET / for a page) until Ctrl-C."""
-    server, listening = serve_extra()
+    server, listening = import_extra("serve", "serve", "blurcli.serve", "blurcli.listening")
     console = stderr_console(quiet)
     sock = listening.listen(host, port)
     try:
@@ -64,15 +62,3 @@ def serve(
     finally:
         sock.close()
     console.print("blurcli serve: stopped, the requests in flight answered", highlight=False, markup=False)
-
-
-def serve_extra() -> tuple[ModuleType, ModuleType]:
-    """blurcli.serve (the app: FastAPI) and blurcli.listening (uvicorn), or one line saying how to
-    install them."""
-    try:
-        import blurcli.listening as listening
-        import blurcli.serve as server
-    except ImportError as error:
-        missing = error.name or "a serving dependency"
-        raise BlurcliError(f'blurcli serve needs {missing}: pip install "blurcli[serve]"') from None
-    return server, listening
